@@ -103,6 +103,11 @@ func startEmbedded(ctx context.Context, x Embedded, log *slog.Logger, mute *atom
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("etcdstore: data dir: %w", err)
 	}
+	// etcd's data is the cloud's secrets (password hashes, token keys):
+	// only root may read it, whoever made the directory.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("etcdstore: data dir: %w", err)
+	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, nil, err
