@@ -57,6 +57,8 @@ type cloud struct {
 	// resume makes start leave out --admin-password, as a person resuming
 	// a cloud would (`nimbo up --data-dir DIR`).
 	resume bool
+	// extraArgs are appended to every `nimbo up` (e.g. --etcd-endpoints).
+	extraArgs []string
 }
 
 // newCloud creates a namespace, a data dir and a random admin password; it
@@ -122,6 +124,7 @@ func (c *cloud) start() *server {
 	if !c.resume {
 		args = append(args, "--admin-password", c.password)
 	}
+	args = append(args, c.extraArgs...)
 	cmd := c.ns.Command(context.Background(), nimboBin, args...)
 	cmd.Env = serverEnv()
 	cmd.Stdout = log
