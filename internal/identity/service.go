@@ -9,14 +9,11 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"time"
 
-	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/store"
 )
 
@@ -75,18 +72,8 @@ func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 // Close stops the service's watch.
 func (s *Service) Close() { s.cache.Close() }
 
-// commit applies t and waits until the in-memory copy reflects it, so that a
-// caller's next read sees its own write.
-func (s *Service) commit(ctx context.Context, t store.Txn) error {
-	if len(t.Ops) == 0 {
-		return nil // nothing to write (and no revision to wait for)
-	}
-	rev, err := s.st.Txn(ctx, t)
-	if err != nil {
-		return err
-	}
-	return s.cache.WaitRev(ctx, rev)
-}
+// commit applies t and waits until the in-memory copy reflects it.
+func (s *Service) commit(ctx context.Context, t store.Txn) error { return s.cache.Commit(ctx, t) }
 
 // maxOps is how many operations one transaction carries at most (etcd's
 // default limit is 128).
@@ -106,46 +93,13 @@ func (s *Service) sweep(ctx context.Context, ops []store.Op) error {
 	return nil
 }
 
-// get decodes one object from the in-memory copy.
-func get[T any](s *Service, key string) (T, int64, bool) {
-	var v T
-	kv, ok := s.cache.Get(key)
-	if !ok {
-		return v, 0, false
-	}
-	if err := json.Unmarshal(kv.Value, &v); err != nil {
-		s.log.Error("identity: corrupt object in store", "key", key, "err", err)
-		return v, 0, false
-	}
-	return v, kv.ModRev, true
-}
+func get[T any](s *Service, key string) (T, int64, bool) { return store.GetJSON[T](s.cache, key) }
+func list[T any](s *Service, p string) []T               { return store.ListJSON[T](s.cache, p) }
 
-// list decodes every object under p from the in-memory copy, in key order.
-func list[T any](s *Service, p string) []T {
-	kvs := s.cache.List(p)
-	out := make([]T, 0, len(kvs))
-	for _, kv := range kvs {
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			s.log.Error("identity: corrupt object in store", "key", kv.Key, "err", err)
-			continue
-		}
-		out = append(out, v)
-	}
-	return out
-}
+func put(key string, v any) store.Op { return store.PutJSON(key, v) }
 
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only plain structs are marshalled here
-	}
-	return b
-}
-
-func put(key string, v any) store.Op {
-	return store.Op{Kind: store.OpPut, Key: key, Value: mustJSON(v)}
-}
+// mustJSON encodes a plain value (see store.PutJSON).
+func mustJSON(v any) []byte         { return store.PutJSON("", v).Value }
 func del(key string) store.Op       { return store.Op{Kind: store.OpDelete, Key: key} }
 func absent(key string) store.Cond  { return store.Cond{Key: key, Kind: store.CondAbsent} }
 func present(key string) store.Cond { return store.Cond{Key: key, Kind: store.CondPresent} }
@@ -153,21 +107,7 @@ func atRev(key string, rev int64) store.Cond {
 	return store.Cond{Key: key, Kind: store.CondModRev, Rev: rev}
 }
 
-// retry runs an optimistic read-modify-write until it does not lose a race
-// (a few times at most).
+// retry runs an optimistic read-modify-write (see store.Cache.Update).
 func (s *Service) retry(ctx context.Context, f func() (store.Txn, error)) error {
-	var err error
-	for range 8 {
-		var t store.Txn
-		if t, err = f(); err != nil {
-			return err
-		}
-		if err = s.commit(ctx, t); !errors.Is(err, errdefs.ErrConflict) {
-			return err
-		}
-		if err := s.cache.WaitRev(ctx, s.cache.Rev()); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("identity: too much contention, try again: %w", err)
+	return s.cache.Update(ctx, f)
 }
