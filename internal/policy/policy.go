@@ -37,6 +37,9 @@ type Target struct {
 	UserID    string // the user the object belongs to (or is)
 	ProjectID string // the project the object belongs to (or is)
 	DomainID  string // the domain the object belongs to (or is)
+	// Shared is set for objects shared with every project (Neutron's
+	// shared networks and security groups).
+	Shared bool
 }
 
 // Rule decides one action.
@@ -62,6 +65,8 @@ var (
 	}
 	// Service is "role:service" (other services validating tokens).
 	Service Rule = func(c Creds, _ Target) bool { return c.HasRole("service") }
+	// Shared is "field:networks:shared=True": the object is shared.
+	Shared Rule = func(_ Creds, t Target) bool { return t.Shared }
 	// Anyone is any authenticated caller ("").
 	Anyone Rule = func(Creds, Target) bool { return true }
 )
@@ -81,6 +86,10 @@ func Any(rules ...Rule) Rule {
 var (
 	adminOrReader       = Any(Admin, SystemReader)
 	adminOrDomainReader = Any(Admin, SystemReader, DomainReader)
+	// adminOrOwner is Neutron's ADMIN_OR_PROJECT_MEMBER for writes.
+	adminOrOwner = Any(Admin, ProjectMatch)
+	// adminOwnerOrShared reads what the project owns or what is shared.
+	adminOwnerOrShared = Any(Admin, ProjectMatch, Shared)
 )
 
 // rules is the whole policy, action -> rule. Unknown actions are denied.
@@ -138,6 +147,54 @@ var rules = map[string]Rule{
 	"identity:list_application_credentials":  Any(Admin, SystemReader, Owner),
 	"identity:create_application_credential": Owner,
 	"identity:delete_application_credential": Any(Admin, Owner),
+}
+
+// Neutron's defaults (neutron/conf/policies), for the network service.
+func init() {
+	for action, r := range map[string]Rule{
+		"network:create_network":                    Anyone,
+		"network:create_network:shared":             Admin,
+		"network:create_network:router:external":    Admin,
+		"network:create_network:provider":           Admin,
+		"network:create_network:is_default":         Admin,
+		"network:get_network":                       adminOwnerOrShared,
+		"network:get_network:provider":              Admin,
+		"network:update_network":                    adminOrOwner,
+		"network:update_network:shared":             Admin,
+		"network:update_network:router:external":    Admin,
+		"network:update_network:provider":           Admin,
+		"network:delete_network":                    adminOrOwner,
+		"network:create_subnet":                     adminOrOwner, // target: the network's owner
+		"network:get_subnet":                        adminOwnerOrShared,
+		"network:update_subnet":                     adminOrOwner,
+		"network:delete_subnet":                     adminOrOwner,
+		"network:create_port":                       adminOwnerOrShared, // target: the network
+		"network:create_port:device_owner":          adminOrOwner,       // network:* owners need the network's owner
+		"network:create_port:mac_address":           adminOrOwner,       // target: the network's owner
+		"network:create_port:fixed_ips:ip_address":  adminOrOwner,
+		"network:create_port:port_security_enabled": adminOrOwner,
+		"network:create_port:binding":               Admin,
+		"network:create_port:allowed_address_pairs": adminOrOwner,
+		"network:get_port":                          adminOrOwner,
+		"network:get_port:binding":                  Admin,
+		"network:update_port":                       adminOrOwner,
+		"network:update_port:binding":               Admin,
+		"network:update_port:mac_address":           Admin,
+		"network:delete_port":                       adminOrOwner,
+		"network:create_security_group":             Anyone,
+		"network:get_security_group":                adminOwnerOrShared,
+		"network:update_security_group":             adminOrOwner,
+		"network:delete_security_group":             adminOrOwner,
+		"network:create_security_group_rule":        adminOrOwner, // target: the group's owner
+		"network:get_security_group_rule":           adminOwnerOrShared,
+		"network:delete_security_group_rule":        adminOrOwner,
+		"network:get_quota":                         adminOrOwner,
+		"network:update_quota":                      Admin,
+		"network:delete_quota":                      Admin,
+		"network:create_for_other_project":          Admin,
+	} {
+		rules[action] = r
+	}
 }
 
 // Check returns nil when c may perform action on t, else an error wrapping

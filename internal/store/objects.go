@@ -61,6 +61,13 @@ func (c *Cache) Commit(ctx context.Context, t Txn) error {
 	}
 	rev, err := c.s.Txn(ctx, t)
 	if err != nil {
+		if errors.Is(err, errdefs.ErrConflict) && rev > 0 {
+			// Whatever beat us is at or below rev: let the cache see it, so
+			// a rebuilt transaction starts from the state that won.
+			if werr := c.WaitRev(ctx, rev); werr != nil {
+				return werr
+			}
+		}
 		return err
 	}
 	return c.WaitRev(ctx, rev)

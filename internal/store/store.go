@@ -132,7 +132,10 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]KV, int64, error)
 	// Txn applies t atomically and returns the store revision after it: the
 	// revision of its writes (unchanged when it wrote nothing, e.g. deleted an
-	// absent key).
+	// absent key). When a condition fails it returns an error wrapping
+	// errdefs.ErrConflict together with the revision the conditions were
+	// checked at, so that a caller can wait for its view to catch up before
+	// trying again.
 	Txn(ctx context.Context, t Txn) (int64, error)
 	// Watch reports changes under prefix from revision rev (inclusive; rev <= 0
 	// means changes after the call) until ctx ends, which closes the channel,

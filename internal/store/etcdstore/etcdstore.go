@@ -350,7 +350,9 @@ func (s *Store) Txn(ctx context.Context, t store.Txn) (int64, error) {
 	}
 	if !resp.Succeeded {
 		revoke()
-		return 0, fmt.Errorf("store: txn: a condition does not hold: %w", errdefs.ErrConflict)
+		// The revision the conditions were checked at: a caller waits for
+		// its cache to reach it before building the transaction again.
+		return resp.Header.Revision, fmt.Errorf("store: txn: a condition does not hold: %w", errdefs.ErrConflict)
 	}
 	return resp.Header.Revision, nil
 }

@@ -218,8 +218,11 @@ func testCreateGetUpdate(t *testing.T, s store.Store, p string) {
 	if kv.CreateRev != r1 || kv.ModRev != r2 {
 		t.Fatalf("after Update: CreateRev=%d ModRev=%d, want %d %d", kv.CreateRev, kv.ModRev, r1, r2)
 	}
-	_, err = store.Update(ctx, s, k, []byte("v3"), r1)
+	crev, err := store.Update(ctx, s, k, []byte("v3"), r1)
 	wantConflict(t, "Update at stale rev", err)
+	if crev < r2 {
+		t.Fatalf("a failed Txn returned rev %d, want the revision its conditions were checked at (>= %d, the winning write)", crev, r2)
+	}
 	wantValue(t, s, k, "v2")
 
 	_, err = store.Update(ctx, s, p+"absent", []byte("x"), r2)
