@@ -1,0 +1,83 @@
+package v2
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// NullString is a JSON string that may be null: Set says the attribute was
+// present, Valid that it was not null.
+type NullString struct {
+	Value string
+	Valid bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *NullString) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = NullString{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*n = NullString{Value: s, Valid: true}
+	return nil
+}
+
+// NullInt is a JSON integer that may be null (or a numeric string, which
+// Neutron accepts for port ranges).
+type NullInt struct {
+	Value int
+	Valid bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *NullInt) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = NullInt{}
+		return nil
+	}
+	var i int
+	if err := json.Unmarshal(b, &i); err == nil {
+		*n = NullInt{Value: i, Valid: true}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("expected an integer, got %s", b)
+	}
+	i, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("expected an integer, got %q", s)
+	}
+	*n = NullInt{Value: i, Valid: true}
+	return nil
+}
+
+// NullStringOrInt is a protocol: a name, a number (as number or string), or null.
+type NullStringOrInt struct {
+	Value string
+	Valid bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *NullStringOrInt) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = NullStringOrInt{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*n = NullStringOrInt{Value: s, Valid: true}
+		return nil
+	}
+	var i int
+	if err := json.Unmarshal(b, &i); err != nil {
+		return fmt.Errorf("expected a protocol name or number, got %s", b)
+	}
+	*n = NullStringOrInt{Value: strconv.Itoa(i), Valid: true}
+	return nil
+}
