@@ -19,6 +19,8 @@ import (
 
 	"github.com/nimbo-cloud/nimbo/internal/identity"
 	"github.com/nimbo-cloud/nimbo/internal/identityapi"
+	"github.com/nimbo-cloud/nimbo/internal/network"
+	"github.com/nimbo-cloud/nimbo/internal/networkapi"
 	"github.com/nimbo-cloud/nimbo/internal/server"
 	"github.com/nimbo-cloud/nimbo/internal/store"
 	"github.com/nimbo-cloud/nimbo/internal/store/etcdstore"
@@ -56,6 +58,7 @@ type Cloud struct {
 	cfg      Config
 	Store    store.Store
 	Identity *identity.Service
+	Network  *network.Service
 	// URL is the public base URL; AuthURL is Keystone's (URL + "/v3").
 	URL, AuthURL string
 	// Openrc is the path of the admin credentials file.
@@ -144,8 +147,18 @@ func Up(ctx context.Context, cfg Config) (_ *Cloud, err error) {
 	cfg.Progress("identity", "Keystone v3, "+how, time.Since(t))
 
 	t = time.Now()
+	if c.Network, err = network.New(ctx, st, network.Options{Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := c.Identity.RegisterService(ctx, "network", "neutron", "nimbo network (Neutron v2.0)", cfg.Region, c.URL+networkapi.Prefix); err != nil {
+		return nil, fmt.Errorf("network: catalog: %w", err)
+	}
+	cfg.Progress("network", "Neutron v2.0 at "+networkapi.Prefix, time.Since(t))
+
+	t = time.Now()
 	srv := server.New(c.Identity, c.AuthURL, cfg.Logger)
 	identityapi.Register(srv, c.Identity, c.URL)
+	networkapi.Register(srv, c.Network, c.URL)
 	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -186,6 +199,9 @@ func (c *Cloud) Close() {
 		_ = c.http.Close()
 	} else if c.ln != nil {
 		_ = c.ln.Close()
+	}
+	if c.Network != nil {
+		c.Network.Close()
 	}
 	if c.Identity != nil {
 		c.Identity.Close()

@@ -51,7 +51,7 @@ func netAndSubnet(t *testing.T, s *network.Service, ctx context.Context, c polic
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := s.CreateSubnet(ctx, c, v2.SubnetRequest{NetworkID: &n.ID, CIDR: &cidr, IPVersion: ptr(4)})
+	sn, err := s.CreateSubnet(ctx, c, v2.SubnetRequest{NetworkID: &n.ID, CIDR: &cidr, IPVersion: ptr(v2.Int(4))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestSubnetValidation(t *testing.T) {
 		"host bits":    {v2.SubnetRequest{CIDR: ptr("10.2.0.5/24")}, errdefs.ErrInvalid},
 		"garbage":      {v2.SubnetRequest{CIDR: ptr("10.2.0.0/33")}, errdefs.ErrInvalid},
 		"overlap":      {v2.SubnetRequest{CIDR: ptr("10.1.0.128/25")}, errdefs.ErrInvalid},
-		"ipv6":         {v2.SubnetRequest{CIDR: ptr("fd00::/64"), IPVersion: ptr(6)}, errdefs.ErrInvalid},
+		"ipv6":         {v2.SubnetRequest{CIDR: ptr("fd00::/64"), IPVersion: ptr(v2.Int(6))}, errdefs.ErrInvalid},
 		"pool outside": {v2.SubnetRequest{CIDR: ptr("10.3.0.0/24"), AllocationPools: &[]v2.AllocationPool{{Start: "10.3.1.1", End: "10.3.1.9"}}}, errdefs.ErrInvalid},
 		"pool reverse": {v2.SubnetRequest{CIDR: ptr("10.3.0.0/24"), AllocationPools: &[]v2.AllocationPool{{Start: "10.3.0.9", End: "10.3.0.2"}}}, errdefs.ErrInvalid},
 		"gw in pool":   {v2.SubnetRequest{CIDR: ptr("10.3.0.0/24"), GatewayIP: &v2.NullString{Value: "10.3.0.5", Valid: true}, AllocationPools: &[]v2.AllocationPool{{Start: "10.3.0.2", End: "10.3.0.9"}}}, errdefs.ErrConflict},

@@ -97,10 +97,10 @@ func (s *Service) CreateNetwork(ctx context.Context, c policy.Creds, r v2.Networ
 		mtu = MTUVXLAN
 	}
 	if r.MTU != nil {
-		if *r.MTU < 68 || *r.MTU > mtu {
+		if int(*r.MTU) < 68 || int(*r.MTU) > mtu {
 			return Network{}, errdefs.Invalidf("Invalid input for mtu. Reason: %d is not in the range 68..%d for a %s network.", *r.MTU, mtu, n.Type)
 		}
-		mtu = *r.MTU
+		mtu = int(*r.MTU)
 	}
 	n.MTU = mtu
 	if err := s.checkQuota(project, "network", 1); err != nil {
@@ -130,15 +130,15 @@ func (s *Service) CreateNetwork(ctx context.Context, c policy.Creds, r v2.Networ
 }
 
 // pickVNI returns the requested VNI if free, or a random free one.
-func (s *Service) pickVNI(want *int) (int, error) {
+func (s *Service) pickVNI(want *v2.Int) (int, error) {
 	if want != nil {
 		if *want < 1 || *want > 1<<24-1 {
 			return 0, errdefs.Invalidf("Invalid input for operation: segmentation_id %d out of range (1 through 16777215).", *want)
 		}
-		if _, ok := s.cache.Get(pVNIs + strconv.Itoa(*want)); ok {
+		if _, ok := s.cache.Get(pVNIs + strconv.Itoa(int(*want))); ok {
 			return 0, errdefs.Typed("SegmentationIdInUse", errdefs.Conflictf("Unable to create the network. The VXLAN %d is in use.", *want))
 		}
-		return *want, nil
+		return int(*want), nil
 	}
 	span := s.vniMax - s.vniMin + 1
 	start := rand.IntN(span)
@@ -210,10 +210,10 @@ func (s *Service) UpdateNetwork(ctx context.Context, c policy.Creds, id string, 
 			max = MTUVXLAN
 		}
 		if r.MTU != nil {
-			if *r.MTU < 68 || *r.MTU > max {
+			if int(*r.MTU) < 68 || int(*r.MTU) > max {
 				return store.Txn{}, errdefs.Invalidf("Invalid input for mtu. Reason: %d is not in the range 68..%d for a %s network.", *r.MTU, max, n.Type)
 			}
-			n.MTU = *r.MTU
+			n.MTU = int(*r.MTU)
 		}
 		applyNetwork(&n, r)
 		s.stamp(&n.Meta, false)

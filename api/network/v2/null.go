@@ -81,3 +81,20 @@ func (n *NullStringOrInt) UnmarshalJSON(b []byte) error {
 	*n = NullStringOrInt{Value: strconv.Itoa(i), Valid: true}
 	return nil
 }
+
+// Int is an integer attribute that also accepts a numeric string, as
+// Neutron's convert_to_int does (openstacksdk sends "mtu": "1400").
+type Int int
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *Int) UnmarshalJSON(b []byte) error {
+	var v NullInt
+	if err := v.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	if !v.Valid {
+		return fmt.Errorf("expected an integer, got null")
+	}
+	*n = Int(v.Value)
+	return nil
+}

@@ -43,11 +43,11 @@ type NetworkRequest struct {
 	AdminStateUp          *bool     `json:"admin_state_up"`
 	Shared                *bool     `json:"shared"`
 	External              *bool     `json:"router:external"`
-	MTU                   *int      `json:"mtu"`
+	MTU                   *Int      `json:"mtu"`
 	PortSecurityEnabled   *bool     `json:"port_security_enabled"`
 	NetworkType           *string   `json:"provider:network_type"`
 	PhysicalNetwork       *string   `json:"provider:physical_network"`
-	SegmentationID        *int      `json:"provider:segmentation_id"`
+	SegmentationID        *Int      `json:"provider:segmentation_id"`
 	AvailabilityZoneHints *[]string `json:"availability_zone_hints"`
 	IsDefault             *bool     `json:"is_default"`
 }
@@ -97,7 +97,7 @@ type SubnetRequest struct {
 	ProjectID       *string           `json:"project_id"`
 	TenantID        *string           `json:"tenant_id"`
 	NetworkID       *string           `json:"network_id"`
-	IPVersion       *int              `json:"ip_version"`
+	IPVersion       *Int              `json:"ip_version"`
 	CIDR            *string           `json:"cidr"`
 	GatewayIP       *NullString       `json:"gateway_ip"`
 	AllocationPools *[]AllocationPool `json:"allocation_pools"`
@@ -107,7 +107,7 @@ type SubnetRequest struct {
 	IPv6RAMode      *string           `json:"ipv6_ra_mode"`
 	IPv6AddressMode *string           `json:"ipv6_address_mode"`
 	SubnetPoolID    *string           `json:"subnetpool_id"`
-	PrefixLen       *int              `json:"prefixlen"`
+	PrefixLen       *Int              `json:"prefixlen"`
 	SegmentID       *string           `json:"segment_id"`
 	ServiceTypes    *[]string         `json:"service_types"`
 }
