@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nimbo-cloud/nimbo/internal/agent"
+	"github.com/nimbo-cloud/nimbo/internal/hostnet"
 	"github.com/nimbo-cloud/nimbo/internal/identity"
 	"github.com/nimbo-cloud/nimbo/internal/identityapi"
 	"github.com/nimbo-cloud/nimbo/internal/network"
@@ -48,7 +50,11 @@ type Config struct {
 	EtcdEndpoints []string
 	Region        string
 	TokenTTL      time.Duration
-	Logger        *slog.Logger
+	// Host is this host's ID for port bindings (default: the hostname).
+	Host string
+	// NetnsPrefix names the network namespaces the agent makes (default "nimbo").
+	NetnsPrefix string
+	Logger      *slog.Logger
 	// Progress, when set, is told about each start-up step as it ends.
 	Progress func(step, detail string, took time.Duration)
 }
@@ -69,8 +75,15 @@ type Cloud struct {
 	// start (resumed without --admin-password and no earlier openrc).
 	OpenrcHasPassword bool
 
-	ln   net.Listener
-	http *http.Server
+	// Host is this host's ID; NetnsPrefix names the agent's namespaces.
+	Host, NetnsPrefix string
+
+	ln    net.Listener
+	http  *http.Server
+	ns    *hostnet.NS
+	agent *agent.Agent
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // Up starts a cloud: opens the store, starts the services, bootstraps the
@@ -91,7 +104,17 @@ func Up(ctx context.Context, cfg Config) (_ *Cloud, err error) {
 	if cfg.Progress == nil {
 		cfg.Progress = func(string, string, time.Duration) {}
 	}
-	c := &Cloud{cfg: cfg, Openrc: filepath.Join(cfg.DataDir, "openrc")}
+	if cfg.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("host name: %w (give --host)", err)
+		}
+		cfg.Host = h
+	}
+	if cfg.NetnsPrefix == "" {
+		cfg.NetnsPrefix = "nimbo"
+	}
+	c := &Cloud{cfg: cfg, Openrc: filepath.Join(cfg.DataDir, "openrc"), Host: cfg.Host, NetnsPrefix: cfg.NetnsPrefix}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -156,6 +179,23 @@ func Up(ctx context.Context, cfg Config) (_ *Cloud, err error) {
 	cfg.Progress("network", "Neutron v2.0 at "+networkapi.Prefix, time.Since(t))
 
 	t = time.Now()
+	if c.ns, err = hostnet.OpenSelf(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	c.agent = agent.New(agent.Config{Host: cfg.Host, Network: c.Network, NS: c.ns, NetnsPrefix: cfg.NetnsPrefix, Logger: cfg.Logger})
+	if err := c.agent.Reconcile(ctx); err != nil {
+		// Not fatal: the agent keeps retrying and says why in the log.
+		cfg.Logger.Warn("agent: first pass incomplete", "err", err)
+	}
+	actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c.stop, c.done = stop, make(chan struct{})
+	go func() {
+		defer close(c.done)
+		_ = c.agent.Run(actx)
+	}()
+	cfg.Progress("agent", "host "+cfg.Host+": bridges, DHCP, probes and firewall reconciled", time.Since(t))
+
+	t = time.Now()
 	srv := server.New(c.Identity, c.AuthURL, cfg.Logger)
 	identityapi.Register(srv, c.Identity, c.URL)
 	networkapi.Register(srv, c.Network, c.URL)
@@ -199,6 +239,13 @@ func (c *Cloud) Close() {
 		_ = c.http.Close()
 	} else if c.ln != nil {
 		_ = c.ln.Close()
+	}
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+	}
+	if c.ns != nil {
+		_ = c.ns.Close()
 	}
 	if c.Network != nil {
 		c.Network.Close()

@@ -120,6 +120,15 @@ func (c *Cache) List(prefix string) []KV {
 // Len returns the number of cached keys.
 func (c *Cache) Len() int { return c.snap.Load().tree.Len() }
 
+// Changed returns a channel that is closed at the cache's next change (or
+// when it stops following the store): level-triggered consumers such as the
+// agent wait on it, then read the whole state again.
+func (c *Cache) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // Rev returns the store revision the cache reflects: every change under the
 // prefix up to Rev is in, none after it.
 func (c *Cache) Rev() int64 { return c.snap.Load().rev }

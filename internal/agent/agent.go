@@ -1,0 +1,352 @@
+// Package agent is nimbo's per-host reconciler: it reads the whole desired
+// network state and makes this host's Linux networking match it — a bridge
+// per network, a DHCP namespace and server per network with DHCP, a namespace
+// per probe port, and the nftables firewall of every port here — then reports
+// port status back. It is level-triggered: each pass converges from the whole
+// state, a second pass changes nothing, a restart adopts what exists, and
+// whatever is no longer desired is removed.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/network"
+	"github.com/nimbo-cloud/nimbo/internal/nft"
+)
+
+// Interface name prefixes (hostnet.IfName adds 11 hex digits of the ID).
+const (
+	bridgePrefix = "nb-" // a network's bridge
+	dhcpPrefix   = "nd-" // bridge end of a DHCP namespace's veth
+	probePrefix  = "np-" // bridge end of a probe namespace's veth
+	// DHCPIface and ProbeIface are the interface names inside those namespaces.
+	DHCPIface  = "dhcp0"
+	ProbeIface = "eth0"
+)
+
+// VIFType is the binding:vif_type of ports the agent wires.
+const VIFType = "bridge"
+
+// Config configures an Agent.
+type Config struct {
+	// Host is this host's ID (ports bound here have binding:host_id == Host).
+	Host string
+	// Network is the network service whose state is reconciled.
+	Network *network.Service
+	// NS is the namespace bridges live in: the one nimbo runs in.
+	NS *hostnet.NS
+	// NetnsPrefix names the namespaces the agent makes ("<prefix>-dhcp-<network>",
+	// "<prefix>-probe-<port>"); default "nimbo".
+	NetnsPrefix string
+	Logger      *slog.Logger
+}
+
+// Agent reconciles one host.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	fw  *nft.Firewall
+
+	mu      sync.Mutex
+	servers map[string]*dhcpRunning // network ID -> running server
+}
+
+// New returns an agent; call Run.
+func New(cfg Config) *Agent {
+	if cfg.NetnsPrefix == "" {
+		cfg.NetnsPrefix = "nimbo"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger, fw: nft.New(cfg.NS, cfg.Logger), servers: map[string]*dhcpRunning{}}
+}
+
+// DHCPNetns is the namespace serving DHCP for a network.
+func (a *Agent) DHCPNetns(networkID string) string { return a.cfg.NetnsPrefix + "-dhcp-" + networkID }
+
+// ProbeNetns is the namespace of a probe port.
+func ProbeNetns(prefix, portID string) string { return prefix + "-probe-" + portID }
+
+// BridgeName is the bridge of a network.
+func BridgeName(networkID string) string { return hostnet.IfName(bridgePrefix, networkID) }
+
+// Run reconciles until ctx ends: once at start, then after every change of
+// the desired state (and every retryEvery after a failed pass). On return
+// the DHCP servers stop; namespaces, links and rules stay, so traffic keeps
+// flowing and the next start adopts them.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.stopServers()
+	const retryEvery = 2 * time.Second
+	for {
+		changed := a.cfg.Network.Cache().Changed()
+		start := time.Now()
+		err := a.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var retry <-chan time.Time
+		if err != nil {
+			a.log.Error("agent: reconcile failed; retrying", "err", err, "took", time.Since(start))
+			retry = time.After(retryEvery)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			// Let a burst of changes settle into one pass.
+			select {
+			case <-time.After(5 * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
+		case <-retry:
+		}
+	}
+}
+
+// desired is one pass's view of what this host must have.
+type desired struct {
+	bridges map[string]network.Network // bridge name -> network
+	links   map[string]bool            // every link name that must exist
+	netns   map[string]bool            // every namespace that must exist
+	dhcp    map[string]bool            // network IDs served here
+	fwPorts []nft.Port
+}
+
+// Reconcile makes the host match the desired state once.
+func (a *Agent) Reconcile(ctx context.Context) error {
+	svc := a.cfg.Network
+	d := desired{bridges: map[string]network.Network{}, links: map[string]bool{}, netns: map[string]bool{}, dhcp: map[string]bool{}}
+	var errs []error
+	ports := svc.AllPorts()
+	local := map[string][]network.Port{} // network ID -> probe ports bound here
+	for _, p := range ports {
+		if p.HostID == a.cfg.Host && p.DeviceOwner == network.OwnerProbe {
+			local[p.NetworkID] = append(local[p.NetworkID], p)
+		}
+	}
+	for _, n := range svc.AllNetworks() {
+		subnets := svc.NetworkSubnets(n.ID)
+		serveDHCP := slices.ContainsFunc(subnets, func(sn network.Subnet) bool { return sn.EnableDHCP })
+		if !serveDHCP && len(local[n.ID]) == 0 {
+			continue
+		}
+		br := BridgeName(n.ID)
+		d.bridges[br], d.links[br] = n, true
+		if err := a.cfg.NS.EnsureBridge(ctx, br, bridgeMAC(n.ID), n.MTU); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: bridge: %w", n.ID, err))
+			continue
+		}
+		if serveDHCP {
+			d.dhcp[n.ID] = true
+			if p, err := a.ensureDHCP(ctx, n, subnets, ports, &d); err != nil {
+				errs = append(errs, fmt.Errorf("network %s: dhcp: %w", n.ID, err))
+			} else {
+				d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(dhcpPrefix, n.ID)))
+			}
+		}
+		for _, p := range local[n.ID] {
+			if err := a.ensureProbe(ctx, n, subnets, p, &d); err != nil {
+				errs = append(errs, fmt.Errorf("probe %s: %w", p.ID, err))
+				continue
+			}
+			d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(probePrefix, p.ID)))
+		}
+	}
+	if err := a.applyFirewall(ctx, d); err != nil {
+		errs = append(errs, fmt.Errorf("firewall: %w", err))
+	}
+	if err := a.collect(ctx, d); err != nil {
+		errs = append(errs, fmt.Errorf("garbage collection: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// bridgeMAC is a stable, locally administered MAC for a network's bridge (a
+// bridge otherwise takes its lowest port's MAC and changes it as ports come
+// and go).
+func bridgeMAC(id string) net.HardwareAddr {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	s := h.Sum64()
+	return net.HardwareAddr{0x02, byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+}
+
+// prefixes are a port's addresses with their subnets' prefix lengths.
+func prefixes(p network.Port, subnets []network.Subnet) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range p.FixedIPs {
+		for _, sn := range subnets {
+			if sn.ID == f.SubnetID {
+				out = append(out, netip.PrefixFrom(f.IP, sn.CIDR.Bits()))
+			}
+		}
+	}
+	return out
+}
+
+func mac(s string) net.HardwareAddr {
+	hw, _ := net.ParseMAC(s)
+	return hw
+}
+
+// ensureProbe wires a probe port: its namespace, a veth into the network's
+// bridge with the port's MAC and addresses, and a default route through the
+// first subnet's gateway.
+func (a *Agent) ensureProbe(ctx context.Context, n network.Network, subnets []network.Subnet, p network.Port, d *desired) error {
+	name := ProbeNetns(a.cfg.NetnsPrefix, p.ID)
+	host := hostnet.IfName(probePrefix, p.ID)
+	d.netns[name], d.links[host] = true, true
+	if err := hostnet.EnsureNetns(ctx, name); err != nil {
+		return err
+	}
+	pns, err := hostnet.OpenNetns(name)
+	if err != nil {
+		return err
+	}
+	defer pns.Close()
+	if err := a.cfg.NS.EnsureVeth(ctx, hostnet.Veth{Name: host, Bridge: BridgeName(n.ID), MTU: n.MTU,
+		Peer: hostnet.VethPeer{NS: pns, Name: ProbeIface, MAC: mac(p.MAC), Addrs: prefixes(p, subnets)}}); err != nil {
+		return err
+	}
+	if err := pns.SetLinkUp(ctx, "lo"); err != nil {
+		return err
+	}
+	for _, f := range p.FixedIPs {
+		for _, sn := range subnets {
+			if sn.ID == f.SubnetID && sn.Gateway.IsValid() {
+				if err := pns.EnsureRoute(ctx, hostnet.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: sn.Gateway, Dev: ProbeIface}); err != nil {
+					return err
+				}
+				return a.cfg.Network.SetPortStatus(ctx, p.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
+			}
+		}
+	}
+	return a.cfg.Network.SetPortStatus(ctx, p.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
+}
+
+// firewallPort is a port as the firewall sees it.
+func firewallPort(p network.Port, iface string) nft.Port {
+	fp := nft.Port{ID: p.ID, Iface: iface, MAC: mac(p.MAC), PortSecurity: p.PortSecurityEnabled && p.DeviceOwner != network.OwnerDHCP, Groups: p.SecurityGroups}
+	for _, f := range p.FixedIPs {
+		fp.IPs = append(fp.IPs, f.IP)
+	}
+	for _, ap := range p.AddressPairs {
+		fp.AddressPairs = append(fp.AddressPairs, nft.AddressPair{Prefix: ap.IP, MAC: mac(ap.MAC)})
+	}
+	return fp
+}
+
+// applyFirewall programs the ports wired here with their groups' rules, and
+// removes nimbo's tables when no port needs them.
+func (a *Agent) applyFirewall(ctx context.Context, d desired) error {
+	if len(d.fwPorts) == 0 {
+		return a.fw.Delete(ctx)
+	}
+	svc := a.cfg.Network
+	rs := nft.Ruleset{Ports: d.fwPorts, Groups: map[string]nft.Group{}, Zones: map[string]uint16{}}
+	for br, n := range d.bridges {
+		rs.Zones[br] = zoneOf(n.ID)
+	}
+	for _, p := range d.fwPorts {
+		for _, gid := range p.Groups {
+			if _, done := rs.Groups[gid]; done {
+				continue
+			}
+			g := nft.Group{ID: gid}
+			for _, r := range svc.GroupRules(gid) {
+				g.Rules = append(g.Rules, firewallRule(r))
+			}
+			rs.Groups[gid] = g
+		}
+	}
+	_, err := a.fw.Apply(ctx, rs)
+	return err
+}
+
+// zoneOf is a network's conntrack zone (1..65535).
+func zoneOf(id string) uint16 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return uint16(h.Sum32()%65535) + 1
+}
+
+func firewallRule(r network.Rule) nft.Rule {
+	proto, _ := network.ProtocolNumber(r.Protocol)
+	out := nft.Rule{Direction: nft.Direction(r.Direction), EtherType: nft.EtherType(r.EtherType), Protocol: proto,
+		RemoteIPPrefix: r.RemoteIPPrefix, RemoteGroupID: r.RemoteGroupID}
+	if r.PortMin != 0 || r.PortMax != 0 {
+		out.PortMin, out.PortMax = nft.Ptr(r.PortMin), nft.Ptr(r.PortMax)
+	}
+	return out
+}
+
+// collect removes what is no longer desired: links, namespaces and DHCP
+// servers (and their ports) of networks and probes that are gone.
+func (a *Agent) collect(ctx context.Context, d desired) error {
+	var errs []error
+	a.mu.Lock()
+	for id, srv := range a.servers {
+		if !d.dhcp[id] {
+			srv.stop()
+			delete(a.servers, id)
+		}
+	}
+	a.mu.Unlock()
+	for _, prefix := range []string{a.cfg.NetnsPrefix + "-dhcp-", a.cfg.NetnsPrefix + "-probe-"} {
+		names, err := hostnet.ListNetns(prefix)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, name := range names {
+			if !d.netns[name] {
+				if err := hostnet.DeleteNetns(ctx, name); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for _, prefix := range []string{bridgePrefix, dhcpPrefix, probePrefix} {
+		links, err := a.cfg.NS.ListLinks(ctx, prefix)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, l := range links {
+			if !d.links[l.Name] {
+				if err := a.cfg.NS.DeleteLink(ctx, l.Name); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for _, p := range a.cfg.Network.AllPorts() {
+		if p.DeviceOwner == network.OwnerDHCP && p.DeviceID == network.DHCPDeviceID(a.cfg.Host) && !d.dhcp[p.NetworkID] {
+			if err := a.cfg.Network.DeletePortByAgent(ctx, p.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) stopServers() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, srv := range a.servers {
+		srv.stop()
+		delete(a.servers, id)
+	}
+}
