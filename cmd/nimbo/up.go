@@ -48,7 +48,8 @@ func logLevel(s string) (slog.Level, error) {
 
 func runUp(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("up", "Runs an all-in-one nimbo cloud on this host in the foreground: the state store (embedded\n"+
-		"etcd unless --etcd-endpoints), the OpenStack APIs on one port, and writes <data-dir>/openrc.\n"+
+		"etcd unless --etcd-endpoints), the OpenStack APIs on one port and the agent that builds this\n"+
+		"host's networks (bridges, DHCP, probes, firewall), and writes <data-dir>/openrc.\n"+
 		"Ctrl-C or SIGTERM stops it cleanly; running it again on the same data dir resumes the same cloud.", stderr)
 	dataDir := fs.String("data-dir", cloud.DefaultDataDir, "directory for nimbo's state (embedded etcd, openrc)")
 	listen := fs.String("listen", cloud.DefaultListen, "address:port the API listens on (Keystone at /v3)")
@@ -58,6 +59,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	region := fs.String("region", cloud.DefaultRegion, "region name in the catalog")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of issued tokens")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	host := fs.String("host", "", "this host's ID in port bindings (default: the hostname)")
+	netnsPrefix := fs.String("netns-prefix", "nimbo", "prefix of the network namespaces the agent makes (<prefix>-dhcp-<network>, <prefix>-probe-<port>)")
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
 	}
@@ -81,7 +84,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "nimbo %s: starting an all-in-one cloud in %s\n", Version(), *dataDir)
 	start := time.Now()
 	c, err := cloud.Up(ctx, cloud.Config{DataDir: *dataDir, Listen: *listen, PublicURL: *publicURL, AdminPassword: *adminPW,
-		EtcdEndpoints: endpoints, Region: *region, TokenTTL: *ttl, Logger: log,
+		EtcdEndpoints: endpoints, Region: *region, TokenTTL: *ttl, Logger: log, Host: *host, NetnsPrefix: *netnsPrefix,
 		Progress: func(step, detail string, took time.Duration) {
 			fmt.Fprintf(stdout, "  %-12s %s", step+":", detail)
 			if took > 0 {
