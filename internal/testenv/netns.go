@@ -127,12 +127,17 @@ func (n *Netns) Name() string { return n.name }
 func (n *Netns) Path() string { return filepath.Join(netnsDir, n.name) }
 
 // Command returns a command that runs program name with args inside the
-// namespace, through `ip netns exec`. ip execs the program, so once started
+// namespace, through nsenter, which execs the program, so once started
 // cmd.Process.Pid is the program's own PID. cmd.Env, if set, is the
 // program's environment (its PATH is used to find name). The fixture's
 // cleanup kills the process if it is still running at the end of the test.
+//
+// It enters only the network namespace (nsenter --net), unlike `ip netns
+// exec`, which also gives the command a private mount namespace: namespaces
+// the command itself creates under /run/netns must stay visible to other
+// processes, as they are for a nimbo on a real host.
 func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, n.ip, append([]string{"netns", "exec", n.name, name}, args...)...)
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + n.Path(), "--", name}, args...)...)
 	n.mu.Lock()
 	n.cmds = append(n.cmds, cmd)
 	n.mu.Unlock()

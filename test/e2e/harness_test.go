@@ -22,6 +22,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 
+	"github.com/nimbo-cloud/nimbo/internal/hostnet"
 	"github.com/nimbo-cloud/nimbo/internal/testenv"
 )
 
@@ -59,6 +60,9 @@ type cloud struct {
 	resume bool
 	// extraArgs are appended to every `nimbo up` (e.g. --etcd-endpoints).
 	extraArgs []string
+	// netnsPrefix names the namespaces this cloud's agent makes; the
+	// cloud's cleanup removes them after its servers have stopped.
+	netnsPrefix string
 }
 
 // newCloud creates a namespace, a data dir and a random admin password; it
@@ -80,6 +84,15 @@ func newCloud(t *testing.T) *cloud {
 		dataDir:  t.TempDir(),
 		password: randomHex(t, 12),
 	}
+	c.netnsPrefix = "nimbo-e2e" + randomHex(t, 4)
+	t.Cleanup(func() { // registered before any server: runs after they stop
+		names, _ := hostnet.ListNetns(c.netnsPrefix + "-")
+		for _, n := range names {
+			if err := hostnet.DeleteNetns(context.Background(), n); err != nil {
+				t.Errorf("removing namespace %s: %v", n, err)
+			}
+		}
+	})
 	if d := os.Getenv("NIMBO_E2E_LOGDIR"); d != "" {
 		c.logDir = d
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -124,6 +137,7 @@ func (c *cloud) start() *server {
 	if !c.resume {
 		args = append(args, "--admin-password", c.password)
 	}
+	args = append(args, "--netns-prefix", c.netnsPrefix)
 	args = append(args, c.extraArgs...)
 	cmd := c.ns.Command(context.Background(), nimboBin, args...)
 	cmd.Env = serverEnv()
