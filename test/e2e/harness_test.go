@@ -63,6 +63,8 @@ type cloud struct {
 	// netnsPrefix names the namespaces this cloud's agent makes; the
 	// cloud's cleanup removes them after its servers have stopped.
 	netnsPrefix string
+	// probeNetnsCached remembers probes' namespaces by name.
+	probeNetnsCached map[string]string
 }
 
 // newCloud creates a namespace, a data dir and a random admin password; it

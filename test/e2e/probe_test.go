@@ -50,6 +50,13 @@ func (c *cloud) probeCreate(env map[string]string, args ...string) string {
 	if code != 0 || !strings.Contains(out, "DHCP answered with") {
 		c.t.Fatalf("probe create %v: exit %d: %s", args, code, out)
 	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if f := strings.Fields(lines[1]); len(f) >= 8 {
+		if c.probeNetnsCached == nil {
+			c.probeNetnsCached = map[string]string{}
+		}
+		c.probeNetnsCached[f[1]] = f[7]
+	}
 	return probeIP(c.t, out)
 }
 
