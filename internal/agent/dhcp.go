@@ -63,8 +63,10 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 	if !server.IsValid() {
 		return dp, fmt.Errorf("the DHCP port has no address on a DHCP subnet (subnet full?)")
 	}
+	// No metadata route yet: the metadata service arrives with routers
+	// (until then a route to 169.254.169.254 would lead nowhere).
 	cfg := dhcp.Config{Interface: DHCPIface, ServerIP: server, Subnet: sn.CIDR, Router: sn.Gateway, DNS: sn.DNS, MTU: n.MTU,
-		MetadataVia: server, Logger: a.log}
+		Logger: a.log}
 	for _, r := range sn.HostRoutes {
 		cfg.Routes = append(cfg.Routes, dhcp.Route{Dst: r.Destination, Via: r.NextHop})
 	}
