@@ -286,9 +286,7 @@ func firewallRule(r network.Rule) nft.Rule {
 	proto, _ := network.ProtocolNumber(r.Protocol)
 	out := nft.Rule{Direction: nft.Direction(r.Direction), EtherType: nft.EtherType(r.EtherType), Protocol: proto,
 		RemoteIPPrefix: r.RemoteIPPrefix, RemoteGroupID: r.RemoteGroupID}
-	if r.PortMin != 0 || r.PortMax != 0 {
-		out.PortMin, out.PortMax = nft.Ptr(r.PortMin), nft.Ptr(r.PortMax)
-	}
+	out.PortMin, out.PortMax = r.PortMin, r.PortMax
 	return out
 }
 

@@ -127,8 +127,8 @@ type Rule struct {
 	Direction      string       `json:"direction"` // ingress | egress
 	EtherType      string       `json:"ethertype"` // IPv4 | IPv6
 	Protocol       string       `json:"protocol,omitempty"`
-	PortMin        int          `json:"port_min,omitempty"`
-	PortMax        int          `json:"port_max,omitempty"`
+	PortMin        *int         `json:"port_min,omitempty"` // nil: any (0 is a valid ICMP type/code)
+	PortMax        *int         `json:"port_max,omitempty"`
 	RemoteIPPrefix netip.Prefix `json:"remote_ip_prefix,omitzero"`
 	RemoteGroupID  string       `json:"remote_group_id,omitempty"`
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -228,6 +230,30 @@ func TestSecurityGroups(t *testing.T) {
 	}
 	if err := s.DeleteGroup(ctx, alice, g.ID); err != nil {
 		t.Fatal(err)
+	}
+
+	// Found by tempest: ICMP type/code 0 is not "any"; a bad port is named;
+	// an admin may delete a project's default group (project clean-up).
+	g2, err := s.CreateGroup(ctx, alice, v2.SecurityGroupRequest{Name: ptr("icmp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	icmp := v2.SecurityGroupRuleRequest{SecurityGroupID: &g2.ID, Direction: ptr("ingress"), Protocol: &v2.NullStringOrInt{Value: "icmp", Valid: true},
+		PortRangeMin: &v2.NullInt{Value: 0, Valid: true}, PortRangeMax: &v2.NullInt{Value: 0, Valid: true}}
+	r, err := s.CreateRule(ctx, alice, icmp)
+	if err != nil || r.PortMin == nil || *r.PortMin != 0 || r.PortMax == nil || *r.PortMax != 0 {
+		t.Fatalf("ICMP type 0 code 0: %+v %v", r, err)
+	}
+	bad := v2.SecurityGroupRuleRequest{SecurityGroupID: &g2.ID, Direction: ptr("ingress"), Protocol: &v2.NullStringOrInt{Value: "tcp", Valid: true},
+		PortRangeMin: &v2.NullInt{Value: -16, Valid: true}, PortRangeMax: &v2.NullInt{Value: 80, Valid: true}}
+	if _, err := s.CreateRule(ctx, alice, bad); err == nil || !strings.Contains(err.Error(), "Invalid value for port -16") {
+		t.Fatalf("bad port: %v", err)
+	}
+	if err := s.DeleteGroup(ctx, admin, gs[0].ID); err != nil {
+		t.Fatalf("admin deleting a default group: %v", err)
+	}
+	if gs, err := s.ListGroups(ctx, alice); err != nil || !slices.ContainsFunc(gs, func(g network.SecurityGroup) bool { return g.Name == "default" }) {
+		t.Fatalf("the default group is not made again on next use: %+v %v", gs, err)
 	}
 }
 

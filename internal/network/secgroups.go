@@ -222,7 +222,7 @@ func (s *Service) DeleteGroup(ctx context.Context, c policy.Creds, id string) er
 		if err := policy.Check("network:delete_security_group", c, target(g.ProjectID, false)); err != nil {
 			return store.Txn{}, err
 		}
-		if g.Default {
+		if g.Default && !c.IsAdmin() { // admins may (tempest's project clean-up does)
 			return store.Txn{}, errdefs.Typed("SecurityGroupCannotRemoveDefault", errdefs.Conflictf("Removing default security group not allowed."))
 		}
 		if s.groupInUse(id) {
@@ -230,6 +230,9 @@ func (s *Service) DeleteGroup(ctx context.Context, c policy.Creds, id string) er
 		}
 		t := store.Txn{Conds: []store.Cond{atRev(groupKey(id), rev)},
 			Ops: []store.Op{del(groupKey(id)), unownOp(g.ProjectID, "security_group", id), {Kind: store.OpDeletePrefix, Key: pGroupRule + id + "/"}}}
+		if g.Default {
+			t.Ops = append(t.Ops, del(pDefaultSG+g.ProjectID))
+		}
 		for _, r := range s.GroupRules(id) {
 			t.Ops = append(t.Ops, del(ruleKey(r.ID)), unownOp(r.ProjectID, "security_group_rule", r.ID))
 		}
@@ -305,10 +308,12 @@ func (s *Service) CreateRule(ctx context.Context, c policy.Creds, req v2.Securit
 		}
 	}
 	if req.PortRangeMin != nil && req.PortRangeMin.Valid {
-		r.PortMin = req.PortRangeMin.Value
+		v := req.PortRangeMin.Value
+		r.PortMin = &v
 	}
 	if req.PortRangeMax != nil && req.PortRangeMax.Valid {
-		r.PortMax = req.PortRangeMax.Value
+		v := req.PortRangeMax.Value
+		r.PortMax = &v
 	}
 	if err := checkPorts(proto, &r); err != nil {
 		return Rule{}, err
@@ -340,8 +345,8 @@ func (s *Service) CreateRule(ctx context.Context, c policy.Creds, req v2.Securit
 		r.RemoteGroupID = req.RemoteGroupID.Value
 	}
 	for _, o := range s.GroupRules(g.ID) {
-		if o.Direction == r.Direction && o.EtherType == r.EtherType && sameProto(o.Protocol, r.Protocol) && o.PortMin == r.PortMin &&
-			o.PortMax == r.PortMax && o.RemoteIPPrefix == r.RemoteIPPrefix && o.RemoteGroupID == r.RemoteGroupID {
+		if o.Direction == r.Direction && o.EtherType == r.EtherType && sameProto(o.Protocol, r.Protocol) && eqInt(o.PortMin, r.PortMin) &&
+			eqInt(o.PortMax, r.PortMax) && o.RemoteIPPrefix == r.RemoteIPPrefix && o.RemoteGroupID == r.RemoteGroupID {
 			return Rule{}, errdefs.Typed("SecurityGroupRuleExists", errdefs.Conflictf("Security group rule already exists. Rule id is %s.", o.ID))
 		}
 	}
@@ -362,22 +367,33 @@ func sameProto(a, b string) bool {
 	return x == y
 }
 
-// checkPorts validates a rule's port range for its protocol.
+func eqInt(a, b *int) bool { return (a == nil && b == nil) || (a != nil && b != nil && *a == *b) }
+
+// checkPorts validates a rule's port range for its protocol, as Neutron's
+// _validate_port_range does (each bad value is named).
 func checkPorts(proto int, r *Rule) error {
-	if r.PortMin == 0 && r.PortMax == 0 {
+	if r.PortMin == nil && r.PortMax == nil {
 		return nil
 	}
 	switch {
 	case portProtocols[proto]:
-		if r.PortMin < 1 || r.PortMin > 65535 || r.PortMax < 1 || r.PortMax > 65535 {
-			return errdefs.Typed("SecurityGroupInvalidPortValue", errdefs.Invalidf("Invalid value for port %d.", max(r.PortMin, r.PortMax)))
+		for _, v := range []*int{r.PortMin, r.PortMax} {
+			if v != nil && (*v < 1 || *v > 65535) {
+				return errdefs.Typed("SecurityGroupInvalidPortValue", errdefs.Invalidf("Invalid value for port %d.", *v))
+			}
 		}
-		if r.PortMin > r.PortMax {
+		if r.PortMin == nil || r.PortMax == nil || *r.PortMin > *r.PortMax {
 			return errdefs.Typed("SecurityGroupInvalidPortRange", errdefs.Invalidf("For TCP/UDP protocols, port_range_min must be <= port_range_max."))
 		}
 	case proto == 1 || proto == 58:
-		if r.PortMin > 255 || r.PortMax > 255 || r.PortMin < 0 || r.PortMax < 0 {
-			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP port_range_min/max: type %d, code %d; they must be 0 to 255.", r.PortMin, r.PortMax))
+		if r.PortMin != nil && (*r.PortMin < 0 || *r.PortMin > 255) {
+			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP field (type) port_range_min: %d. It must be 0 to 255.", *r.PortMin))
+		}
+		if r.PortMax != nil && (*r.PortMax < 0 || *r.PortMax > 255) {
+			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP field (code) port_range_max: %d. It must be 0 to 255.", *r.PortMax))
+		}
+		if r.PortMin == nil && r.PortMax != nil {
+			return errdefs.Typed("SecurityGroupMissingIcmpType", errdefs.Invalidf("ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortMax))
 		}
 	default:
 		return errdefs.Typed("SecurityGroupInvalidProtocolForPort", errdefs.Invalidf("Ports can only be given for TCP, UDP, SCTP, DCCP, UDP-Lite and ICMP rules."))

@@ -29,6 +29,8 @@ var extensions = []v2.Extension{
 	{Name: "Resource timestamps", Alias: "standard-attr-timestamp", Description: "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", Updated: "2016-09-12T10:00:00-00:00"},
 	{Name: "standard-attr-description", Alias: "standard-attr-description", Description: "Extension to add descriptions to standard attributes", Updated: "2016-02-10T10:00:00-00:00"},
 	{Name: "Tag support for resources with standard attribute: port, subnet, network, security_group", Alias: "standard-attr-tag", Description: "Enables to set tag on resources with standard attribute.", Updated: "2017-01-01T00:00:00-00:00"},
+	{Name: "Tag support", Alias: "tag", Description: "Enables to set tag on resources.", Updated: "2016-01-01T00:00:00-00:00"},
+	{Name: "IP address substring filtering", Alias: "ip-substring-filtering", Description: "Provides IP address substring filtering when listing ports", Updated: "2017-11-28T09:00:00-00:00"},
 	{Name: "Availability Zone", Alias: "availability_zone", Description: "The availability zone extension.", Updated: "2015-01-01T10:00:00-00:00"},
 	{Name: "Network Availability Zone", Alias: "network_availability_zone", Description: "Availability zone support for network.", Updated: "2015-01-01T10:00:00-00:00"},
 }

@@ -170,10 +170,7 @@ func (a *API) rule(r network.Rule) v2.SecurityGroupRule {
 		p := r.Protocol
 		out.Protocol = &p
 	}
-	if r.PortMin != 0 || r.PortMax != 0 {
-		lo, hi := r.PortMin, r.PortMax
-		out.PortRangeMin, out.PortRangeMax = &lo, &hi
-	}
+	out.PortRangeMin, out.PortRangeMax = r.PortMin, r.PortMax
 	if r.RemoteIPPrefix.IsValid() {
 		p := r.RemoteIPPrefix.String()
 		out.RemoteIPPrefix, out.NormalizedCIDR = &p, &p
