@@ -274,22 +274,15 @@ func (s *Service) CreatePort(ctx context.Context, c policy.Creds, r v2.PortReque
 	var out Port
 	err = s.cache.Update(ctx, func() (store.Txn, error) {
 		q := p
-		if r.MACAddress == nil {
-			for q.MAC = newMAC(); s.macTaken(n.ID, q.MAC); q.MAC = newMAC() {
-			}
-		} else if s.macTaken(n.ID, q.MAC) {
-			return store.Txn{}, errdefs.Typed("MacAddressInUse", errdefs.Conflictf("Unable to complete operation for network %s. The mac address %s is in use.", n.ID, q.MAC))
-		}
-		ips, err := s.assignIPs(n, r.FixedIPs, nil, q.DeviceOwner)
-		if err != nil {
+		b := portBuild{}
+		if err := s.buildPort(n, &q, r.FixedIPs, r.MACAddress != nil, &b); err != nil {
 			return store.Txn{}, err
 		}
-		q.FixedIPs = ips
-		b := portBuild{conds: []store.Cond{present(networkKey(n.ID)), absent(macKey(n.ID, q.MAC))}}
 		if err := s.portGroups(ctx, c, &q, r.SecurityGroups, r.SecurityGroups != nil, &b); err != nil {
 			return store.Txn{}, err
 		}
 		if r.AllowedAddressPairs != nil {
+			var err error
 			if q.AddressPairs, err = parsePairs(q.MAC, *r.AllowedAddressPairs); err != nil {
 				return store.Txn{}, err
 			}
@@ -297,13 +290,7 @@ func (s *Service) CreatePort(ctx context.Context, c policy.Creds, r v2.PortReque
 		if err := checkPortSecurity(q); err != nil {
 			return store.Txn{}, err
 		}
-		b.ops = append(b.ops, store.PutJSON(portKey(q.ID), q), idx(netPortKey(n.ID, q.ID)), ownOp(project, "port", q.ID),
-			store.Op{Kind: store.OpPut, Key: macKey(n.ID, q.MAC), Value: []byte(q.ID)})
-		for _, f := range q.FixedIPs {
-			k := ipKey(f.SubnetID, f.IP.String())
-			b.conds = append(b.conds, absent(k), present(subnetKey(f.SubnetID)))
-			b.ops = append(b.ops, store.Op{Kind: store.OpPut, Key: k, Value: []byte(q.ID)})
-		}
+		b.ops = append(b.ops, store.PutJSON(portKey(q.ID), q), ownOp(project, "port", q.ID))
 		out = q
 		return store.Txn{Conds: b.conds, Ops: b.ops}, nil
 	})
@@ -311,6 +298,31 @@ func (s *Service) CreatePort(ctx context.Context, c policy.Creds, r v2.PortReque
 		return Port{}, notFound("NetworkNotFound", "Network", n.ID)
 	}
 	return out, err
+}
+
+// buildPort completes a new port (a MAC unless one was given, addresses
+// from req or the default) and adds the index entries and preconditions
+// that make its MAC and addresses unique. The caller adds the port itself.
+func (s *Service) buildPort(n Network, q *Port, req *[]v2.FixedIP, macGiven bool, b *portBuild) error {
+	if !macGiven {
+		for q.MAC = newMAC(); s.macTaken(n.ID, q.MAC); q.MAC = newMAC() {
+		}
+	} else if s.macTaken(n.ID, q.MAC) {
+		return errdefs.Typed("MacAddressInUse", errdefs.Conflictf("Unable to complete operation for network %s. The mac address %s is in use.", n.ID, q.MAC))
+	}
+	ips, err := s.assignIPs(n, req, nil, q.DeviceOwner)
+	if err != nil {
+		return err
+	}
+	q.FixedIPs = ips
+	b.conds = append(b.conds, present(networkKey(n.ID)), absent(macKey(n.ID, q.MAC)))
+	b.ops = append(b.ops, idx(netPortKey(n.ID, q.ID)), store.Op{Kind: store.OpPut, Key: macKey(n.ID, q.MAC), Value: []byte(q.ID)})
+	for _, f := range q.FixedIPs {
+		k := ipKey(f.SubnetID, f.IP.String())
+		b.conds = append(b.conds, absent(k), present(subnetKey(f.SubnetID)))
+		b.ops = append(b.ops, store.Op{Kind: store.OpPut, Key: k, Value: []byte(q.ID)})
+	}
+	return nil
 }
 
 func (s *Service) macTaken(networkID, mac string) bool {
