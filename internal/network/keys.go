@@ -20,7 +20,13 @@ const (
 	pNetSubnet = prefix + "netsubnets/" // <networkID>/<subnetID>
 	pNetPort   = prefix + "netports/"   // <networkID>/<portID>
 	pGroupRule = prefix + "grouprules/" // <groupID>/<ruleID>
+	pRouters   = prefix + "routers/"
+	pRouted    = prefix + "routedsubnets/" // <subnetID> -> routerID: one router per subnet
+	pFIPRouter = prefix + "fiprouters/"    // <routerID>/<subnetID>/<fipID>: floating IPs through a router
 )
+
+func routerKey(id string) string       { return pRouters + id }
+func routedKey(subnetID string) string { return pRouted + subnetID }
 
 func netSubnetKey(netID, subnetID string) string { return pNetSubnet + netID + "/" + subnetID }
 func netPortKey(netID, portID string) string     { return pNetPort + netID + "/" + portID }

@@ -135,3 +135,26 @@ type Rule struct {
 
 // Quota holds per-project limits (-1 is unlimited).
 type Quota map[string]int
+
+// More device owners (Neutron's).
+const (
+	OwnerRouterInterface = "network:router_interface"
+	OwnerRouterGateway   = "network:router_gateway"
+	OwnerFloatingIP      = "network:floatingip"
+)
+
+// Router is a stored router.
+type Router struct {
+	Meta
+	AdminStateUp bool           `json:"admin_state_up"`
+	Gateway      *RouterGateway `json:"gateway,omitempty"`
+	Routes       []Route        `json:"routes,omitempty"` // extraroute
+}
+
+// RouterGateway is a router's leg on an external network.
+type RouterGateway struct {
+	NetworkID  string    `json:"network_id"`
+	EnableSNAT bool      `json:"enable_snat"`
+	PortID     string    `json:"port_id"`
+	FixedIPs   []FixedIP `json:"fixed_ips"`
+}

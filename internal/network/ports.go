@@ -516,6 +516,10 @@ func (s *Service) DeletePort(ctx context.Context, c policy.Creds, id string) err
 				return store.Txn{}, err
 			}
 		}
+		switch p.DeviceOwner {
+		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
+			return store.Txn{}, errdefs.Typed("L3PortInUse", errdefs.Conflictf("Port %s has owner %s and therefore cannot be deleted directly via the port API.", id, p.DeviceOwner))
+		}
 		return store.Txn{Conds: []store.Cond{atRev(portKey(id), rev)}, Ops: portDeleteOps(p)}, nil
 	})
 }

@@ -3,6 +3,8 @@
 // resources exactly as OpenStack clients expect them. No logic.
 package v2
 
+import "encoding/json"
+
 // TimeFormat is Neutron's timestamp layout.
 const TimeFormat = "2006-01-02T15:04:05Z"
 
@@ -245,4 +247,51 @@ type Extension struct {
 	Description string `json:"description"`
 	Updated     string `json:"updated"`
 	Links       []any  `json:"links"`
+}
+
+// GatewayInfo is a router's external_gateway_info in requests and responses.
+type GatewayInfo struct {
+	NetworkID        string    `json:"network_id,omitempty"`
+	EnableSNAT       *bool     `json:"enable_snat,omitempty"`
+	ExternalFixedIPs []FixedIP `json:"external_fixed_ips,omitempty"`
+}
+
+// RouterRequest is the "router" object of a create or update. A null or
+// empty external_gateway_info clears the gateway.
+type RouterRequest struct {
+	Name                  *string      `json:"name"`
+	Description           *string      `json:"description"`
+	ProjectID             *string      `json:"project_id"`
+	TenantID              *string      `json:"tenant_id"`
+	AdminStateUp          *bool        `json:"admin_state_up"`
+	ExternalGatewayInfo   *NullGateway `json:"external_gateway_info"`
+	Routes                *[]HostRoute `json:"routes"`
+	Distributed           *bool        `json:"distributed"`
+	HA                    *bool        `json:"ha"`
+	AvailabilityZoneHints *[]string    `json:"availability_zone_hints"`
+}
+
+// NullGateway is external_gateway_info that may be null.
+type NullGateway struct {
+	Value GatewayInfo
+	Valid bool // false: null or {} (clear the gateway)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *NullGateway) UnmarshalJSON(b []byte) error {
+	*n = NullGateway{}
+	if string(b) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(b, &n.Value); err != nil {
+		return err
+	}
+	n.Valid = n.Value.NetworkID != ""
+	return nil
+}
+
+// RouterInterfaceRequest is the body of add/remove_router_interface.
+type RouterInterfaceRequest struct {
+	SubnetID string `json:"subnet_id,omitempty"`
+	PortID   string `json:"port_id,omitempty"`
 }
