@@ -1,6 +1,10 @@
 package network
 
-import "github.com/nimbo-cloud/nimbo/internal/store"
+import (
+	"net/netip"
+
+	"github.com/nimbo-cloud/nimbo/internal/store"
+)
 
 // Key layout. Index keys make uniqueness (IPs, MACs, VNIs, one default
 // security group per project) a transaction precondition.
@@ -23,7 +27,18 @@ const (
 	pRouters   = prefix + "routers/"
 	pRouted    = prefix + "routedsubnets/" // <subnetID> -> routerID: one router per subnet
 	pFIPRouter = prefix + "fiprouters/"    // <routerID>/<subnetID>/<fipID>: floating IPs through a router
+	pFIPs      = prefix + "floatingips/"
+	pFIPFixed  = prefix + "fipfixed/" // <portID>/<ip> -> fipID: one floating IP per fixed address
+	pPortFwd   = prefix + "portfwds/" // <fipID>/<id>: port forwardings of a floating IP
 )
+
+func fipKey(id string) string { return pFIPs + id }
+func fipFixedKey(portID string, ip netip.Addr) string {
+	return pFIPFixed + portID + "/" + ip.String()
+}
+func fipRouterKey(routerID, subnetID, fipID string) string {
+	return pFIPRouter + routerID + "/" + subnetID + "/" + fipID
+}
 
 func routerKey(id string) string       { return pRouters + id }
 func routedKey(subnetID string) string { return pRouted + subnetID }

@@ -158,3 +158,18 @@ type RouterGateway struct {
 	PortID     string    `json:"port_id"`
 	FixedIPs   []FixedIP `json:"fixed_ips"`
 }
+
+// FloatingIP is a stored floating IP: an address on an external network,
+// optionally mapped 1:1 to a port's fixed address through a router.
+type FloatingIP struct {
+	Meta
+	NetworkID string     `json:"network_id"` // the external network
+	PortID    string     `json:"port_id"`    // its own port there
+	SubnetID  string     `json:"subnet_id"`
+	IP        netip.Addr `json:"ip"`
+	// The association, when set.
+	FixedPortID string     `json:"fixed_port_id,omitempty"`
+	FixedIP     netip.Addr `json:"fixed_ip,omitzero"`
+	RouterID    string     `json:"router_id,omitempty"`
+	FixedSubnet string     `json:"fixed_subnet,omitempty"`
+}

@@ -520,7 +520,8 @@ func (s *Service) DeletePort(ctx context.Context, c policy.Creds, id string) err
 		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 			return store.Txn{}, errdefs.Typed("L3PortInUse", errdefs.Conflictf("Port %s has owner %s and therefore cannot be deleted directly via the port API.", id, p.DeviceOwner))
 		}
-		return store.Txn{Conds: []store.Cond{atRev(portKey(id), rev)}, Ops: portDeleteOps(p)}, nil
+		conds, ops := s.portFIPOps(p)
+		return store.Txn{Conds: append(conds, atRev(portKey(id), rev)), Ops: append(portDeleteOps(p), ops...)}, nil
 	})
 }
 

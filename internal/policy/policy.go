@@ -202,6 +202,11 @@ func init() {
 		"network:delete_router":                                          adminOrOwner,
 		"network:add_router_interface":                                   adminOrOwner,
 		"network:remove_router_interface":                                adminOrOwner,
+		"network:create_floatingip":                                      Anyone,
+		"network:create_floatingip:floating_ip_address":                  Admin,
+		"network:get_floatingip":                                         adminOrOwner,
+		"network:update_floatingip":                                      adminOrOwner,
+		"network:delete_floatingip":                                      adminOrOwner,
 	} {
 		rules[action] = r
 	}

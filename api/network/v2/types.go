@@ -295,3 +295,15 @@ type RouterInterfaceRequest struct {
 	SubnetID string `json:"subnet_id,omitempty"`
 	PortID   string `json:"port_id,omitempty"`
 }
+
+// FloatingIPRequest is the "floatingip" object of a create or update.
+type FloatingIPRequest struct {
+	FloatingNetworkID *string     `json:"floating_network_id"`
+	FloatingIPAddress *string     `json:"floating_ip_address"`
+	SubnetID          *string     `json:"subnet_id"`
+	PortID            *NullString `json:"port_id"`
+	FixedIPAddress    *NullString `json:"fixed_ip_address"`
+	Description       *string     `json:"description"`
+	ProjectID         *string     `json:"project_id"`
+	TenantID          *string     `json:"tenant_id"`
+}
