@@ -218,8 +218,8 @@ func (s *Service) DeleteFloatingIP(ctx context.Context, c policy.Creds, id strin
 	})
 }
 
-// portFIPOps dissociates the floating IPs of a port being deleted (Neutron
-// does so rather than refusing the delete).
+// portFIPOps dissociates the floating IPs of a port being deleted and drops
+// the port forwardings to it (Neutron does so rather than refusing).
 func (s *Service) portFIPOps(p Port) ([]store.Cond, []store.Op) {
 	var conds []store.Cond
 	var ops []store.Op
@@ -234,6 +234,11 @@ func (s *Service) portFIPOps(p Port) ([]store.Cond, []store.Op) {
 		s.stamp(&f.Meta, false)
 		conds = append(conds, atRev(fipKey(f.ID), rev))
 		ops = append(ops, store.PutJSON(fipKey(f.ID), f))
+	}
+	for _, pf := range s.AllPortForwardings() {
+		if pf.InternalPortID == p.ID {
+			ops = append(ops, del(portFwdKey(pf.FloatingIPID, pf.ID)))
+		}
 	}
 	return conds, ops
 }

@@ -173,3 +173,19 @@ type FloatingIP struct {
 	RouterID    string     `json:"router_id,omitempty"`
 	FixedSubnet string     `json:"fixed_subnet,omitempty"`
 }
+
+// PortForwarding maps an external port range of a floating IP to a range of
+// an internal address (DNAT), as the floating-ip-port-forwarding extension.
+type PortForwarding struct {
+	ID             string     `json:"id"`
+	FloatingIPID   string     `json:"floatingip_id"`
+	ProjectID      string     `json:"project_id"`
+	Description    string     `json:"description,omitempty"`
+	Protocol       string     `json:"protocol"` // tcp | udp
+	InternalPortID string     `json:"internal_port_id"`
+	InternalIP     netip.Addr `json:"internal_ip"`
+	InternalMin    int        `json:"internal_min"`
+	InternalMax    int        `json:"internal_max"`
+	ExternalMin    int        `json:"external_min"`
+	ExternalMax    int        `json:"external_max"`
+}

@@ -307,3 +307,15 @@ type FloatingIPRequest struct {
 	ProjectID         *string     `json:"project_id"`
 	TenantID          *string     `json:"tenant_id"`
 }
+
+// PortForwardingRequest is the "port_forwarding" object of a create or update.
+type PortForwardingRequest struct {
+	Protocol          *string `json:"protocol"`
+	InternalPortID    *string `json:"internal_port_id"`
+	InternalIPAddress *string `json:"internal_ip_address"`
+	InternalPort      *Int    `json:"internal_port"`
+	ExternalPort      *Int    `json:"external_port"`
+	InternalPortRange *string `json:"internal_port_range"`
+	ExternalPortRange *string `json:"external_port_range"`
+	Description       *string `json:"description"`
+}
