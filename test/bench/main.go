@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	nimboBin    string
+	nimboListen string
+
+	keystoneUWSGI    string // uwsgi binary with the python3 plugin built in
+	keystoneIni      string // the uwsgi ini this run uses
+	keystoneStockIni string // Debian's, to report the differences
+	keystoneListen   string
+	keystoneVersion  string
+	keystoneKDF      string
+	keystoneMissing  string
+
+	password string
+	workDir  string
+	out      string
+	inproc   bool
+
+	passwordN, validateN, rescopeN, appCredN, provisionN int
+	opTime, loadTime, warmup, readyTimeout               time.Duration
+	clients                                              int
+}
+
+func main() {
+	// testing.Benchmark (the in-process benchmarks) needs the testing flags
+	// registered; this program's own flags live in their own set.
+	testing.Init()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, measures, and writes the report to stdout and cfg.out.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, rc := parseFlags(args, stderr)
+	if rc >= 0 {
+		return rc
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rep := &report{cfg: cfg, started: time.Now(), host: hostInfo()}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+
+	if cfg.inproc {
+		logf("in-process benchmarks of internal/identity (about 1 s each)")
+		dir := filepath.Join(cfg.workDir, "inproc")
+		res, err := runInproc(ctx, dir)
+		if err != nil {
+			rep.inprocErr = err.Error()
+			logf("in-process benchmarks: %v", err)
+		}
+		rep.inproc = res
+		_ = os.RemoveAll(dir)
+	}
+
+	nimbo := target{name: "nimbo", base: "http://" + cfg.nimboListen + "/v3"}
+	nimbo.desc, nimbo.argv = describeNimbo(cfg)
+	nimbo.env = cleanEnv()
+	rep.results = append(rep.results, runTarget(ctx, cfg, nimbo, logf))
+
+	ks := target{name: "Keystone", base: "http://" + cfg.keystoneListen + "/v3", missing: cfg.keystoneMissing}
+	if ks.missing == "" {
+		ks.desc, ks.argv, ks.missing = describeKeystone(cfg)
+		ks.env = cleanEnv()
+	}
+	rep.results = append(rep.results, runTarget(ctx, cfg, ks, logf))
+	rep.finished = time.Now()
+
+	text := rep.markdown()
+	fmt.Fprint(stdout, text)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(text), 0o644); err != nil {
+			fmt.Fprintf(stderr, "bench: writing the report: %v\n", err)
+			return 1
+		}
+		logf("report written to %s", cfg.out)
+	}
+	if ctx.Err() != nil {
+		return 130
+	}
+	if rep.results[0].fatal != "" {
+		return 1 // nimbo itself could not be measured
+	}
+	return 0
+}
+
+// parseFlags parses the command line; rc >= 0 means exit with it.
+func parseFlags(args []string, stderr io.Writer) (config, int) {
+	var cfg config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bench -nimbo PATH [flags]\n\n"+
+			"Measures nimbo and Keystone side by side and writes a markdown report. Run it inside a\n"+
+			"network namespace of its own (ip netns exec NS bench ...): it starts both servers on\n"+
+			"127.0.0.1 there. scripts/bench does all of that.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.nimboBin, "nimbo", "", "nimbo binary (required)")
+	fs.StringVar(&cfg.nimboListen, "nimbo-listen", "127.0.0.1:5000", "address nimbo listens on")
+	fs.StringVar(&cfg.keystoneUWSGI, "keystone-uwsgi", "/usr/bin/uwsgi_python3", "uwsgi binary that runs Keystone (as Debian's init script picks it)")
+	fs.StringVar(&cfg.keystoneIni, "keystone-ini", "", "uwsgi ini for Keystone (made from Debian's by scripts/bench)")
+	fs.StringVar(&cfg.keystoneStockIni, "keystone-stock-ini", "/etc/keystone/keystone-uwsgi.ini", "Debian's uwsgi ini, to list how -keystone-ini differs")
+	fs.StringVar(&cfg.keystoneListen, "keystone-listen", "127.0.0.1:5001", "address Keystone listens on (--http-socket)")
+	fs.StringVar(&cfg.keystoneVersion, "keystone-version", "", "Keystone's Debian package version, for the report")
+	fs.StringVar(&cfg.keystoneKDF, "keystone-kdf", "", "Keystone's password hashing as configured, for the report")
+	fs.StringVar(&cfg.keystoneMissing, "keystone-missing", "", "why Keystone cannot be measured (it is then skipped and the report says so)")
+	fs.StringVar(&cfg.password, "password", "", "admin password of both clouds (random if empty; Keystone must have been bootstrapped with it)")
+	fs.StringVar(&cfg.workDir, "work", "", "directory for data and logs (required)")
+	fs.StringVar(&cfg.out, "out", "", "also write the report to this file")
+	fs.BoolVar(&cfg.inproc, "inproc", true, "run the in-process benchmarks of internal/identity")
+	fs.IntVar(&cfg.passwordN, "password-n", 40, "max samples of token issue by password")
+	fs.IntVar(&cfg.validateN, "validate-n", 1000, "max samples of sequential token validation")
+	fs.IntVar(&cfg.rescopeN, "rescope-n", 300, "max samples of token re-scope")
+	fs.IntVar(&cfg.appCredN, "appcred-n", 100, "max samples of token issue by application credential")
+	fs.IntVar(&cfg.provisionN, "provision-n", 20, "max samples of project + user + role assignment")
+	fs.DurationVar(&cfg.opTime, "op-time", 20*time.Second, "time budget of each sequential measurement (at least 5 samples are taken)")
+	fs.DurationVar(&cfg.loadTime, "load-time", 10*time.Second, "duration of the concurrent validation load")
+	fs.IntVar(&cfg.clients, "clients", 4, "concurrent clients of the validation load")
+	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "duration of the concurrent validation warm-up before the idle memory sample")
+	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 3*time.Minute, "how long a server may take to answer GET /v3")
+	switch err := fs.Parse(args); {
+	case err == flag.ErrHelp:
+		return cfg, 0
+	case err != nil:
+		return cfg, 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
+		return cfg, 2
+	case cfg.nimboBin == "" || cfg.workDir == "":
+		fmt.Fprintln(stderr, "bench: -nimbo and -work are required")
+		return cfg, 2
+	case cfg.keystoneMissing == "" && cfg.keystoneIni == "":
+		fmt.Fprintln(stderr, "bench: give -keystone-ini, or -keystone-missing with the reason")
+		return cfg, 2
+	}
+	if cfg.password == "" {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		cfg.password = hex.EncodeToString(b)
+	}
+	return cfg, -1
+}
+
+// cleanEnv is this process's environment without OpenStack credentials and
+// proxy settings, for the servers.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "OS_") || strings.HasSuffix(strings.ToLower(k), "_proxy") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// describeNimbo returns the report's description of nimbo and its command.
+func describeNimbo(cfg config) ([]string, []string) {
+	version := "?"
+	if out, err := exec.Command(cfg.nimboBin, "version").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	data := filepath.Join(cfg.workDir, "nimbo-data")
+	argv := []string{cfg.nimboBin, "up", "--data-dir", data, "--listen", cfg.nimboListen,
+		"--public-url", "http://" + cfg.nimboListen, "--admin-password", cfg.password}
+	desc := []string{
+		fmt.Sprintf("`%s` (built from this checkout), one process: Keystone v3 API + embedded etcd (fresh data dir)", version),
+		"`nimbo up --data-dir DIR --listen " + cfg.nimboListen + " --public-url http://" + cfg.nimboListen + " --admin-password …`",
+		"password KDF: " + kdfNimbo + "; application credential secrets (generated, 512 bits): salted SHA-256",
+		"tokens: AES-256-GCM sealed payload, validated against the in-memory, watch-fed copy of etcd",
+	}
+	return desc, argv
+}
+
+// describeKeystone returns the report's description of Keystone and its
+// command, or why it cannot run.
+func describeKeystone(cfg config) (desc, argv []string, missing string) {
+	if _, err := os.Stat(cfg.keystoneUWSGI); err != nil {
+		return nil, nil, fmt.Sprintf("uwsgi binary %s: %v", cfg.keystoneUWSGI, err)
+	}
+	ini, err := readIni(cfg.keystoneIni)
+	if err != nil {
+		return nil, nil, fmt.Sprintf("reading the uwsgi ini: %v", err)
+	}
+	argv = []string{cfg.keystoneUWSGI, "--http-socket", cfg.keystoneListen, "--ini", cfg.keystoneIni}
+	version := cfg.keystoneVersion
+	if version == "" {
+		version = "?"
+	}
+	desc = append(desc,
+		fmt.Sprintf("Debian package `keystone` %s, `keystone-wsgi-public` under uwsgi as Debian's init script runs it: `%s --http-socket %s --ini keystone-uwsgi.ini`",
+			version, filepath.Base(cfg.keystoneUWSGI), cfg.keystoneListen),
+		fmt.Sprintf("uwsgi: processes = %s, threads = %s, master = %s, lazy-apps = %s, listen = %s (from Debian's %s)",
+			ini.get("processes"), ini.get("threads"), ini.get("master"), ini.get("lazy-apps"), ini.get("listen"), cfg.keystoneStockIni),
+	)
+	if stock, err := readIni(cfg.keystoneStockIni); err == nil {
+		if d := stock.diff(ini); len(d) > 0 {
+			desc = append(desc, "this run's ini differs from Debian's only in: "+strings.Join(d, "; "))
+		}
+	}
+	desc = append(desc,
+		"keystone.conf: Debian's settings (logs, policy dirs, catalog template), fernet tokens (`[token] provider = fernet`, token and receipt keys in the temp dir), "+
+			"no memcache (`[cache]` off, as Debian ships it), and sqlite: `[database] connection = sqlite:////…/keystone.db?check_same_thread=false`, database in WAL mode",
+		"why those two sqlite settings: with Debian's defaults Keystone cannot write under its own uwsgi setup. SQLAlchemy's clean-up of a connection from another of uwsgi's threads fails "+
+			"(\"SQLite objects created in a thread can only be used in that same thread\") and Keystone leaves read transactions open (seen after token re-scopes); "+
+			"the shared lock they keep makes every later write fail after sqlite's 5 s busy timeout with `database is locked` (HTTP 500). check_same_thread=false lets the clean-up run; "+
+			"WAL mode stops readers from blocking writers",
+	)
+	if cfg.keystoneKDF != "" {
+		desc = append(desc, "password KDF: "+cfg.keystoneKDF+"; application credential secrets use the same KDF")
+	}
+	return desc, argv, ""
+}
