@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
 	"github.com/nimbo-cloud/nimbo/internal/network"
 	"github.com/nimbo-cloud/nimbo/internal/nft"
@@ -150,14 +151,19 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 		if serveDHCP {
 			d.dhcp[n.ID] = true
-			if p, err := a.ensureDHCP(ctx, n, subnets, ports, &d); err != nil {
+			if p, err := a.ensureDHCP(ctx, n, subnets, ports, &d); errdefs.IsNotFound(err) {
+				a.log.Debug("agent: network went away during the pass", "network", n.ID) // the next pass sees it gone
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("network %s: dhcp: %w", n.ID, err))
 			} else {
 				d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(dhcpPrefix, n.ID)))
 			}
 		}
 		for _, p := range local[n.ID] {
-			if err := a.ensureProbe(ctx, n, subnets, p, &d); err != nil {
+			if err := a.ensureProbe(ctx, n, subnets, p, &d); errdefs.IsNotFound(err) {
+				a.log.Debug("agent: probe went away during the pass", "port", p.ID)
+				continue
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("probe %s: %w", p.ID, err))
 				continue
 			}

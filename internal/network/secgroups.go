@@ -386,15 +386,22 @@ func checkPorts(proto int, r *Rule) error {
 			return errdefs.Typed("SecurityGroupInvalidPortRange", errdefs.Invalidf("For TCP/UDP protocols, port_range_min must be <= port_range_max."))
 		}
 	case proto == 1 || proto == 58:
-		if r.PortMin != nil && (*r.PortMin < 0 || *r.PortMin > 255) {
-			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP field (type) port_range_min: %d. It must be 0 to 255.", *r.PortMin))
+		for _, v := range []*int{r.PortMin, r.PortMax} {
+			if v != nil && (*v < 0 || *v > 65535) {
+				return errdefs.Typed("SecurityGroupInvalidPortValue", errdefs.Invalidf("Invalid value for port %d.", *v))
+			}
 		}
-		if r.PortMax != nil && (*r.PortMax < 0 || *r.PortMax > 255) {
-			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP field (code) port_range_max: %d. It must be 0 to 255.", *r.PortMax))
+		if r.PortMin != nil && *r.PortMin > 255 {
+			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP type (port_range_min) %d. It must be 0 to 255.", *r.PortMin))
+		}
+		if r.PortMax != nil && *r.PortMax > 255 {
+			return errdefs.Typed("SecurityGroupInvalidIcmpValue", errdefs.Invalidf("Invalid value for ICMP code (port_range_max) %d. It must be 0 to 255.", *r.PortMax))
 		}
 		if r.PortMin == nil && r.PortMax != nil {
 			return errdefs.Typed("SecurityGroupMissingIcmpType", errdefs.Invalidf("ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortMax))
 		}
+	case proto == 0:
+		return errdefs.Typed("SecurityGroupProtocolRequiredWithPorts", errdefs.Invalidf("Must also specify protocol if port range is given."))
 	default:
 		return errdefs.Typed("SecurityGroupInvalidProtocolForPort", errdefs.Invalidf("Ports can only be given for TCP, UDP, SCTP, DCCP, UDP-Lite and ICMP rules."))
 	}

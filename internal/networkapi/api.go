@@ -33,6 +33,7 @@ type API struct {
 func Register(srv *server.Server, svc *network.Service, base string) *API {
 	a := &API{svc: svc, base: strings.TrimSuffix(base, "/") + Prefix}
 	srv.Prefix(Prefix, server.Neutron)
+	srv.AcceptJSONSuffix(Prefix)
 	pub := func(p string, h server.HandlerFunc) { srv.Public(server.Neutron, p, h) }
 	authed := func(p string, h server.HandlerFunc) { srv.Authed(server.Neutron, p, h) }
 	v := func(method, path string) string { return method + " " + Prefix + "/v2.0" + path }

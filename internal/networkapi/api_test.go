@@ -222,3 +222,11 @@ func projectOf(e *env, token string) string {
 	r := e.do(token, "GET", "/security-groups", "")
 	return r.body["security_groups"].([]any)[0].(map[string]any)["project_id"].(string)
 }
+
+func TestJSONSuffix(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(e.admin, "GET", "/quotas/"+projectOf(e, e.alice)+"/details.json", "")
+	if r.status != 200 || r.body["quota"] == nil {
+		t.Fatalf("details.json: %d %s", r.status, r.raw)
+	}
+}

@@ -39,7 +39,13 @@ type Server struct {
 	authURL string
 	// prefixes maps path prefixes to fault styles for unrouted requests.
 	prefixes map[string]Style
+	// jsonSuffix lists prefixes under which a trailing ".json" is ignored.
+	jsonSuffix []string
 }
+
+// AcceptJSONSuffix makes paths under p also answer with a ".json" suffix
+// (/quotas/x/details.json), as Neutron's do.
+func (s *Server) AcceptJSONSuffix(p string) { s.jsonSuffix = append(s.jsonSuffix, p) }
 
 // New returns a server that authenticates with v.
 func New(v Validator, authURL string, log *slog.Logger) *Server {
@@ -205,6 +211,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Log(r.Context(), lvl, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 			"status", sw.status, "user", sw.user, "duration", time.Since(start))
 	}()
+	for _, p := range s.jsonSuffix {
+		if strings.HasPrefix(r.URL.Path, p+"/") && strings.HasSuffix(r.URL.Path, ".json") {
+			r.URL.Path = strings.TrimSuffix(r.URL.Path, ".json")
+			r.URL.RawPath = ""
+		}
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" { // unrouted: a 404 or a 405 in the service's fault format
 		probe := &statusProbe{header: http.Header{}}
