@@ -295,7 +295,7 @@ func TestCheckListen(t *testing.T) {
 		t.Errorf("invalid address: %s", f)
 	}
 	// Binding is local; nothing is sent to the documentation address.
-	if f := checkListen(context.Background(), "192.0.2.1:0"); f.Status != Fail || !strings.Contains(f.Message, "not an address of this host") {
+	if f := checkListen(context.Background(), "203.0.113.77:0"); f.Status != Fail || !strings.Contains(f.Message, "not an address of this host") {
 		t.Errorf("foreign address: %s", f)
 	}
 }

@@ -48,6 +48,15 @@ func (s *Service) RouterInterfaces(routerID string) []Port {
 	return out
 }
 
+// routerFor reads a router the caller can see and may act on with action.
+func (s *Service) routerFor(c policy.Creds, id, action string) (Router, int64, error) {
+	rt, rev, ok := store.GetJSON[Router](s.cache, routerKey(id))
+	if !ok || !canSee(c, "network:get_router", rt.ProjectID, false) {
+		return Router{}, 0, notFound("RouterNotFound", "Router", id)
+	}
+	return rt, rev, policy.Check(action, c, target(rt.ProjectID, false))
+}
+
 // gatewayPolicy checks the admin-only parts of external_gateway_info.
 func gatewayPolicy(c policy.Creds, g *v2.NullGateway, verb string) error {
 	if g == nil || !g.Valid {
@@ -219,11 +228,8 @@ func (s *Service) UpdateRouter(ctx context.Context, c policy.Creds, id string, r
 	}
 	var out Router
 	err := s.cache.Update(ctx, func() (store.Txn, error) {
-		rt, rev, ok := store.GetJSON[Router](s.cache, routerKey(id))
-		if !ok || !canSee(c, "network:get_router", rt.ProjectID, false) {
-			return store.Txn{}, notFound("RouterNotFound", "Router", id)
-		}
-		if err := policy.Check("network:update_router", c, target(rt.ProjectID, false)); err != nil {
+		rt, rev, err := s.routerFor(c, id, "network:update_router")
+		if err != nil {
 			return store.Txn{}, err
 		}
 		b := portBuild{conds: []store.Cond{atRev(routerKey(id), rev)}}
@@ -288,11 +294,8 @@ func (s *Service) routerHasFloatingIPs(routerID string) bool {
 // DeleteRouter deletes a router without interfaces, with its gateway port.
 func (s *Service) DeleteRouter(ctx context.Context, c policy.Creds, id string) error {
 	return s.cache.Update(ctx, func() (store.Txn, error) {
-		rt, rev, ok := store.GetJSON[Router](s.cache, routerKey(id))
-		if !ok || !canSee(c, "network:get_router", rt.ProjectID, false) {
-			return store.Txn{}, notFound("RouterNotFound", "Router", id)
-		}
-		if err := policy.Check("network:delete_router", c, target(rt.ProjectID, false)); err != nil {
+		rt, rev, err := s.routerFor(c, id, "network:delete_router")
+		if err != nil {
 			return store.Txn{}, err
 		}
 		if len(s.RouterInterfaces(id)) > 0 {
@@ -325,11 +328,8 @@ func (s *Service) AddInterface(ctx context.Context, c policy.Creds, routerID str
 	}
 	var info InterfaceInfo
 	err := s.cache.Update(ctx, func() (store.Txn, error) {
-		rt, rev, ok := store.GetJSON[Router](s.cache, routerKey(routerID))
-		if !ok || !canSee(c, "network:get_router", rt.ProjectID, false) {
-			return store.Txn{}, notFound("RouterNotFound", "Router", routerID)
-		}
-		if err := policy.Check("network:add_router_interface", c, target(rt.ProjectID, false)); err != nil {
+		rt, rev, err := s.routerFor(c, routerID, "network:add_router_interface")
+		if err != nil {
 			return store.Txn{}, err
 		}
 		b := portBuild{conds: []store.Cond{atRev(routerKey(routerID), rev)}}
@@ -408,11 +408,8 @@ func (s *Service) RemoveInterface(ctx context.Context, c policy.Creds, routerID 
 	}
 	var info InterfaceInfo
 	err := s.cache.Update(ctx, func() (store.Txn, error) {
-		rt, rev, ok := store.GetJSON[Router](s.cache, routerKey(routerID))
-		if !ok || !canSee(c, "network:get_router", rt.ProjectID, false) {
-			return store.Txn{}, notFound("RouterNotFound", "Router", routerID)
-		}
-		if err := policy.Check("network:remove_router_interface", c, target(rt.ProjectID, false)); err != nil {
+		rt, rev, err := s.routerFor(c, routerID, "network:remove_router_interface")
+		if err != nil {
 			return store.Txn{}, err
 		}
 		for _, p := range s.RouterInterfaces(routerID) {
