@@ -11,8 +11,8 @@ import (
 // The in-process benchmarks of nimbo's identity service, for
 // `go test -run '^$' -bench . -benchmem ./test/bench`. They share one fixture
 // (an embedded etcd in a temp dir, bootstrapped), created on first use, so
-// plain `go test ./...` starts nothing. There are no tests here: benchmarks
-// report, they never assert timings.
+// plain `go test ./...` starts nothing. Benchmarks report, they never assert
+// timings (netbench_test.go tests only the driver's helpers).
 
 var shared struct {
 	once sync.Once

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,10 +12,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nimbo-cloud/nimbo/internal/hostnet"
 )
 
 // config is the command line.
@@ -38,7 +42,24 @@ type config struct {
 	passwordN, validateN, rescopeN, appCredN, provisionN int
 	opTime, loadTime, warmup, readyTimeout               time.Duration
 	clients                                              int
+
+	// The network part (nimbo only; see netbench.go).
+	network                       bool
+	host, netnsPrefix             string // nimbo up --host, --netns-prefix
+	subnetCIDR                    string
+	checkpoints                   []int // ports in the cloud at which to measure
+	fillBatch, fillClients        int
+	portN, portLoadN, portClients int
+	listN, probeN, probeCLIN      int
+	probePoll, probeTimeout       time.Duration
 }
+
+// nimboData is nimbo's data dir; nimboOpenrc the admin credentials it writes.
+func (cfg config) nimboData() string   { return filepath.Join(cfg.workDir, "nimbo-data") }
+func (cfg config) nimboOpenrc() string { return filepath.Join(cfg.nimboData(), "openrc") }
+
+// nimboLog is where nimbo's output goes (see runTarget).
+func (cfg config) nimboLog() string { return filepath.Join(cfg.workDir, "nimbo.log") }
 
 func main() {
 	// testing.Benchmark (the in-process benchmarks) needs the testing flags
@@ -74,7 +95,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	nimbo := target{name: "nimbo", base: "http://" + cfg.nimboListen + "/v3"}
 	nimbo.desc, nimbo.argv = describeNimbo(cfg)
 	nimbo.env = cleanEnv()
+	nimbo.network = cfg.network
 	rep.results = append(rep.results, runTarget(ctx, cfg, nimbo, logf))
+	// Stopping nimbo leaves its data plane in place: remove the namespaces
+	// its agent made (scripts/bench removes them too, and the bridges and
+	// firewall tables go with its namespace).
+	if names, err := removeNetns(cfg.netnsPrefix); err != nil {
+		rep.results[0].notes = append(rep.results[0].notes, "removing the agent's namespaces: "+err.Error())
+	} else if len(names) > 0 {
+		logf("nimbo: removed the %d namespace(s) its agent left: %s", len(names), strings.Join(names, " "))
+	}
 
 	ks := target{name: "Keystone", base: "http://" + cfg.keystoneListen + "/v3", missing: cfg.keystoneMissing}
 	if ks.missing == "" {
@@ -99,6 +129,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if rep.results[0].fatal != "" {
 		return 1 // nimbo itself could not be measured
 	}
+	if nr := rep.results[0].net; nr != nil && nr.fatal != "" {
+		return 1 // nimbo's network service failed (scripts/bench then keeps the logs)
+	}
 	return 0
 }
 
@@ -109,9 +142,10 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: bench -nimbo PATH [flags]\n\n"+
-			"Measures nimbo and Keystone side by side and writes a markdown report. Run it inside a\n"+
-			"network namespace of its own (ip netns exec NS bench ...): it starts both servers on\n"+
-			"127.0.0.1 there. scripts/bench does all of that.\n\nFlags:\n")
+			"Measures nimbo and Keystone side by side, then nimbo's network service, and writes a\n"+
+			"markdown report. Run it inside a named network namespace of its own\n"+
+			"(nsenter --net=/run/netns/NS bench ...): it starts both servers on 127.0.0.1 there, and\n"+
+			"nimbo's agent builds its bridges and firewall there. scripts/bench does all of that.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.nimboBin, "nimbo", "", "nimbo binary (required)")
@@ -137,6 +171,21 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 	fs.IntVar(&cfg.clients, "clients", 4, "concurrent clients of the validation load")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "duration of the concurrent validation warm-up before the idle memory sample")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 3*time.Minute, "how long a server may take to answer GET /v3")
+	fs.BoolVar(&cfg.network, "network", true, "measure nimbo's network service too (ports, probes, DHCP)")
+	fs.StringVar(&cfg.host, "host", "", "host ID nimbo's agent runs as (nimbo up --host; default bench-RANDOM)")
+	fs.StringVar(&cfg.netnsPrefix, "netns-prefix", "", "prefix of the namespaces nimbo's agent makes (nimbo up --netns-prefix; default nbench-RANDOM); every /run/netns/PREFIX-* is deleted at the end")
+	fs.StringVar(&cfg.subnetCIDR, "subnet", "10.128.0.0/16", "CIDR of the benchmark network's subnet")
+	checkpoints := fs.String("ports", "1000,10000", "comma-separated numbers of ports in the cloud at which the network measurements run")
+	fs.IntVar(&cfg.fillBatch, "fill-batch", 100, "ports per bulk create request when filling the network")
+	fs.IntVar(&cfg.fillClients, "fill-clients", 8, "concurrent clients filling the network")
+	fs.IntVar(&cfg.portN, "port-n", 300, "max samples of sequential port create at each checkpoint")
+	fs.IntVar(&cfg.portLoadN, "port-load-n", 1000, "port creates from -port-clients concurrent clients at each checkpoint")
+	fs.IntVar(&cfg.portClients, "port-clients", 4, "concurrent clients creating ports")
+	fs.IntVar(&cfg.listN, "list-n", 50, "max samples of GET /v2.0/ports?limit=100 at each checkpoint")
+	fs.IntVar(&cfg.probeN, "probe-n", 20, "probes created (API, timed until ACTIVE and DHCP answered) at each checkpoint")
+	fs.IntVar(&cfg.probeCLIN, "probe-cli-n", 5, "runs of `nimbo probe create` at each checkpoint")
+	fs.DurationVar(&cfg.probePoll, "probe-poll", time.Millisecond, "how often a new probe's status (and a deleted one's namespace) is polled")
+	fs.DurationVar(&cfg.probeTimeout, "probe-timeout", 30*time.Second, "how long a probe may take to become ACTIVE, or its namespace to go once deleted")
 	switch err := fs.Parse(args); {
 	case err == flag.ErrHelp:
 		return cfg, 0
@@ -157,7 +206,60 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 		_, _ = rand.Read(b)
 		cfg.password = hex.EncodeToString(b)
 	}
+	if cfg.host == "" || cfg.netnsPrefix == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		if cfg.host == "" {
+			cfg.host = "bench-" + hex.EncodeToString(b)
+		}
+		if cfg.netnsPrefix == "" {
+			cfg.netnsPrefix = "nbench-" + hex.EncodeToString(b)
+		}
+	}
+	// nimbo's agent removes the namespaces of its prefix it does not want,
+	// and so does this program at the end: never share a prefix.
+	switch names, err := hostnet.ListNetns(cfg.netnsPrefix + "-"); {
+	case err != nil:
+		fmt.Fprintf(stderr, "bench: -netns-prefix %s: %v\n", cfg.netnsPrefix, err)
+		return cfg, 2
+	case len(names) > 0:
+		fmt.Fprintf(stderr, "bench: -netns-prefix %s: namespaces with that prefix exist already (%s): choose a prefix of its own\n",
+			cfg.netnsPrefix, strings.Join(names, " "))
+		return cfg, 2
+	}
+	var err error
+	if cfg.checkpoints, err = parseCheckpoints(*checkpoints); err != nil {
+		fmt.Fprintf(stderr, "bench: -ports: %v\n", err)
+		return cfg, 2
+	}
+	if cfg.fillBatch < 1 || cfg.fillClients < 1 || cfg.portClients < 1 || cfg.probePoll <= 0 {
+		fmt.Fprintln(stderr, "bench: -fill-batch, -fill-clients, -port-clients and -probe-poll must be positive")
+		return cfg, 2
+	}
 	return cfg, -1
+}
+
+// parseCheckpoints parses "1000,10000": increasing positive numbers.
+func parseCheckpoints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("%d after %d: give increasing numbers", n, out[len(out)-1])
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no number given")
+	}
+	return out, nil
 }
 
 // cleanEnv is this process's environment without OpenStack credentials and
@@ -180,12 +282,12 @@ func describeNimbo(cfg config) ([]string, []string) {
 	if out, err := exec.Command(cfg.nimboBin, "version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
 	}
-	data := filepath.Join(cfg.workDir, "nimbo-data")
-	argv := []string{cfg.nimboBin, "up", "--data-dir", data, "--listen", cfg.nimboListen,
-		"--public-url", "http://" + cfg.nimboListen, "--admin-password", cfg.password}
+	argv := []string{cfg.nimboBin, "up", "--data-dir", cfg.nimboData(), "--listen", cfg.nimboListen,
+		"--public-url", "http://" + cfg.nimboListen, "--admin-password", cfg.password,
+		"--host", cfg.host, "--netns-prefix", cfg.netnsPrefix}
 	desc := []string{
-		fmt.Sprintf("`%s` (built from this checkout), one process: Keystone v3 API + embedded etcd (fresh data dir)", version),
-		"`nimbo up --data-dir DIR --listen " + cfg.nimboListen + " --public-url http://" + cfg.nimboListen + " --admin-password …`",
+		fmt.Sprintf("`%s` (built from this checkout), one process: Keystone v3 and Neutron v2.0 APIs, the agent (bridges, DHCP, probes, nftables) and embedded etcd (fresh data dir)", version),
+		"`nimbo up --data-dir DIR --listen " + cfg.nimboListen + " --public-url http://" + cfg.nimboListen + " --admin-password … --host " + cfg.host + " --netns-prefix " + cfg.netnsPrefix + "`",
 		"password KDF: " + kdfNimbo + "; application credential secrets (generated, 512 bits): salted SHA-256",
 		"tokens: AES-256-GCM sealed payload, validated against the in-memory, watch-fed copy of etcd",
 	}

@@ -76,13 +76,14 @@ func (rep *report) markdown() string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	nimbo, ks := rep.results[0], rep.results[1]
 
-	p("# nimbo vs Keystone: identity benchmark\n\n")
+	p("# nimbo benchmark: identity (against Keystone) and network\n\n")
 	p("Run %s, %v. Host: %s.\n\n", rep.started.UTC().Format("2006-01-02 15:04 UTC"),
 		rep.finished.Sub(rep.started).Round(time.Second), rep.host)
 	p("Both servers run in one throwaway network namespace, on 127.0.0.1, one after the other (each has the machine to itself); ")
 	p("the client is Go's net/http in the same namespace (keep-alive whenever the server allows it), on the same 2 cores. ")
 	p("Latencies are wall-clock per request as the client sees it; percentiles are nearest-rank, so with fewer than 100 samples p99 is the maximum. ")
-	p("Memory is summed over the server's whole process tree: VmRSS (shared pages counted once per process, what `ps` shows) and PSS (shared pages divided among the processes that map them).\n\n")
+	p("Memory is summed over the server's whole process tree: VmRSS (shared pages counted once per process, what `ps` shows) and PSS (shared pages divided among the processes that map them). ")
+	p("The network service is measured on nimbo alone, after its identity measurements (see [Network](#network-neutron-v20-and-the-agent-nimbo-against-the-issues-targets)).\n\n")
 	for _, r := range rep.results {
 		p("**%s**", r.name)
 		if r.missing != "" {
@@ -264,6 +265,8 @@ func (rep *report) markdown() string {
 		p(".\n\n")
 	}
 
+	rep.networkMarkdown(p)
+
 	p("## In-process: nimbo's identity service (no HTTP)\n\n")
 	switch {
 	case !rep.cfg.inproc:
@@ -307,6 +310,7 @@ func (rep *report) markdown() string {
 		for _, n := range r.notes {
 			problems = append(problems, fmt.Sprintf("**%s**: %s", r.name, n))
 		}
+		problems = append(problems, r.net.problems()...)
 	}
 	if len(problems) > 0 {
 		p("## Errors and notes\n\n")

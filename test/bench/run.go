@@ -23,6 +23,7 @@ type target struct {
 	env     []string
 	base    string // Keystone v3 base URL
 	missing string // why it is not measured
+	network bool   // also measure the network service (nimbo)
 }
 
 // Keys of result.ops, in report order.
@@ -51,7 +52,8 @@ type result struct {
 	notes    []string
 	dials    int64
 	requests int64
-	retries  int64 // requests sent again after a kept-alive connection failed
+	retries  int64      // requests sent again after a kept-alive connection failed
+	net      *netResult // the network part (nimbo), nil when not run
 }
 
 // runTarget starts t, measures it and stops it. Failures are recorded in the
@@ -199,6 +201,9 @@ func runTarget(ctx context.Context, cfg config, t target, logf func(string, ...a
 	settle(ctx, pid, 15*time.Second)
 	if r.memLoaded, err = measureMem(pid); err != nil {
 		r.notes = append(r.notes, "memory after the load: "+err.Error())
+	}
+	if t.network && ctx.Err() == nil {
+		r.net = runNetwork(ctx, cfg, admin, pid, logf)
 	}
 	if ctx.Err() != nil {
 		return fail("interrupted")

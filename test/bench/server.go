@@ -265,9 +265,32 @@ type cpuSnapshot struct {
 	busy, total, server, self int64
 }
 
+// selfTicks is this program's CPU time in clock ticks, with that of the
+// commands it ran and waited for (`nimbo probe create`).
+func selfTicks() int64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := bytes.Cut(b, []byte(") "))
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(string(rest))
+	if len(f) < 15 {
+		return 0
+	}
+	var total int64
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		total += v
+	}
+	return total
+}
+
 // snapshotCPU reads a cpuSnapshot; root is the server's main process.
 func snapshotCPU(root int) cpuSnapshot {
-	c := cpuSnapshot{server: cpuTicks(root), self: procTicks(os.Getpid())}
+	c := cpuSnapshot{server: cpuTicks(root), self: selfTicks()}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return c
@@ -285,8 +308,8 @@ func snapshotCPU(root int) cpuSnapshot {
 }
 
 // othersShare returns the share of the machine's CPU time between a and b
-// that neither the server nor this program used: other processes competing
-// with the measurement.
+// that neither the server nor this program (with the commands it ran) used:
+// other processes competing with the measurement.
 func othersShare(a, b cpuSnapshot) float64 {
 	total := b.total - a.total
 	if total <= 0 {
