@@ -62,7 +62,7 @@ func (n *NS) SetAddrs(ctx context.Context, name string, addrs []netip.Prefix) er
 }
 
 func (n *NS) setAddrs(l netlink.Link, addrs []netip.Prefix) error {
-	have, err := n.nl.AddrList(l, netlink.FAMILY_ALL)
+	have, err := dump(func() ([]netlink.Addr, error) { return n.nl.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("hostnet: list addresses of %s: %w", l.Attrs().Name, err)
 	}
@@ -112,7 +112,7 @@ func (n *NS) Addrs(ctx context.Context, name string) ([]netip.Prefix, error) {
 	if l == nil {
 		return nil, errdefs.NotFoundf("hostnet: link %s not found", name)
 	}
-	have, err := n.nl.AddrList(l, netlink.FAMILY_ALL)
+	have, err := dump(func() ([]netlink.Addr, error) { return n.nl.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("hostnet: list addresses of %s: %w", name, err)
 	}

@@ -386,13 +386,26 @@ type Link struct {
 	Up     bool   // administratively up
 }
 
+// dump runs a netlink dump again when it was interrupted (the kernel's
+// answer when what is dumped changes meanwhile: busy hosts see it often).
+func dump[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 5 {
+		if v, err = f(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
 // ListLinks returns the interfaces whose names start with prefix, sorted by
 // name, for garbage-collecting those no longer desired.
 func (n *NS) ListLinks(ctx context.Context, prefix string) ([]Link, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	links, err := n.nl.LinkList()
+	links, err := dump(n.nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("hostnet: list links: %w", err)
 	}

@@ -136,11 +136,13 @@ func (n *NS) ListRoutes(ctx context.Context, table int) ([]Route, error) {
 		table = unix.RT_TABLE_MAIN
 	}
 	filter := &netlink.Route{Table: table, Protocol: RouteProtocol}
-	rs, err := n.nl.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	rs, err := dump(func() ([]netlink.Route, error) {
+		return n.nl.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hostnet: list routes: %w", err)
 	}
-	links, err := n.nl.LinkList()
+	links, err := dump(n.nl.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("hostnet: list links: %w", err)
 	}

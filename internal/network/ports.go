@@ -39,7 +39,7 @@ func (s *Service) canSeePort(c policy.Creds, p Port) bool {
 // ListPorts lists the ports the caller can see.
 func (s *Service) ListPorts(c policy.Creds) []Port {
 	var out []Port
-	for _, p := range store.ListJSON[Port](s.cache, pPorts) {
+	for _, p := range s.ports.List(pPorts) {
 		if s.canSeePort(c, p) {
 			out = append(out, p)
 		}
@@ -47,11 +47,12 @@ func (s *Service) ListPorts(c policy.Creds) []Port {
 	return out
 }
 
-// ListNetworkPorts lists every port of a network (for the agent; no policy).
+// ListNetworkPorts lists every port of a network (for the agent; no policy;
+// read-only values, see store.Memo).
 func (s *Service) ListNetworkPorts(networkID string) []Port {
 	var out []Port
 	for _, id := range suffixes(s.cache, pNetPort+networkID+"/") {
-		if p, _, ok := store.GetJSON[Port](s.cache, portKey(id)); ok {
+		if p, ok := s.ports.Get(portKey(id)); ok {
 			out = append(out, p)
 		}
 	}

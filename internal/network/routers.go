@@ -40,7 +40,7 @@ func (s *Service) AllRouters() []Router { return store.ListJSON[Router](s.cache,
 // RouterInterfaces lists a router's interface ports.
 func (s *Service) RouterInterfaces(routerID string) []Port {
 	var out []Port
-	for _, p := range store.ListJSON[Port](s.cache, pPorts) {
+	for _, p := range s.ports.List(pPorts) {
 		if p.DeviceOwner == OwnerRouterInterface && p.DeviceID == routerID {
 			out = append(out, p)
 		}

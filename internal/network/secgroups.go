@@ -202,7 +202,7 @@ func (s *Service) UpdateGroup(ctx context.Context, c policy.Creds, id string, r 
 
 // groupInUse reports whether a port uses a group (or a rule refers to it).
 func (s *Service) groupInUse(id string) bool {
-	for _, p := range store.ListJSON[Port](s.cache, pPorts) {
+	for _, p := range s.ports.List(pPorts) {
 		for _, g := range p.SecurityGroups {
 			if g == id {
 				return true

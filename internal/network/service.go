@@ -42,6 +42,7 @@ var DefaultQuotas = Quota{"network": 100, "subnet": 100, "port": 500, "security_
 // Service is the network service.
 type Service struct {
 	cache  *store.Cache
+	ports  *store.Memo[Port] // decoded ports for read-only walks
 	quotas Quota
 	vniMin int
 	vniMax int
@@ -70,7 +71,7 @@ func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: loading state: %w", err)
 	}
-	return &Service{cache: c, quotas: o.DefaultQuotas, vniMin: o.VNIMin, vniMax: o.VNIMax, now: o.Now,
+	return &Service{cache: c, ports: store.NewMemo[Port](c), quotas: o.DefaultQuotas, vniMin: o.VNIMin, vniMax: o.VNIMax, now: o.Now,
 		log: o.Logger, hint: map[string]uint32{}}, nil
 }
 

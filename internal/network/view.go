@@ -14,8 +14,8 @@ import (
 // AllNetworks lists every network.
 func (s *Service) AllNetworks() []Network { return store.ListJSON[Network](s.cache, pNetworks) }
 
-// AllPorts lists every port.
-func (s *Service) AllPorts() []Port { return store.ListJSON[Port](s.cache, pPorts) }
+// AllPorts lists every port (read-only values: see store.Memo).
+func (s *Service) AllPorts() []Port { return s.ports.List(pPorts) }
 
 // NetworkSubnets lists a network's subnets.
 func (s *Service) NetworkSubnets(networkID string) []Subnet {
@@ -61,6 +61,7 @@ func (s *Service) EnsureDHCPPort(ctx context.Context, networkID, host string) (P
 		t := store.Txn{Conds: []store.Cond{present(networkKey(n.ID))}}
 		if cur != nil {
 			p = *cur
+			p.FixedIPs = slices.Clone(p.FixedIPs) // cur is a shared, read-only copy
 			t.Conds = append(t.Conds, atRev(portKey(p.ID), rev))
 		} else {
 			s.stamp(&p.Meta, true)

@@ -64,3 +64,30 @@ func TestObjects(t *testing.T) {
 		t.Fatalf("Update that can never succeed: %v, want a conflict", err)
 	}
 }
+
+func TestMemo(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, etcdstore.Embedded{Dir: t.TempDir(), UnsafeNoFsync: true})
+	c := newCache(t, s, "/m/")
+	m := store.NewMemo[thing](c)
+	if err := c.Commit(ctx, store.Txn{Ops: []store.Op{store.PutJSON("/m/a", thing{Name: "a"}), store.PutJSON("/m/b", thing{Name: "b"})}}); err != nil {
+		t.Fatal(err)
+	}
+	if all := m.List("/m/"); len(all) != 2 || all[0].Name != "a" {
+		t.Fatalf("List = %+v", all)
+	}
+	// A changed object is decoded again; a deleted one disappears.
+	if err := c.Commit(ctx, store.Txn{Ops: []store.Op{store.PutJSON("/m/a", thing{Name: "a", Count: 7}), {Kind: store.OpDelete, Key: "/m/b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	all := m.List("/m/")
+	if len(all) != 1 || all[0].Count != 7 {
+		t.Fatalf("after changes: %+v", all)
+	}
+	if v, ok := m.Get("/m/a"); !ok || v.Count != 7 {
+		t.Fatalf("Get = %+v %v", v, ok)
+	}
+	if _, ok := m.Get("/m/b"); ok {
+		t.Fatal("a deleted object is still there")
+	}
+}
