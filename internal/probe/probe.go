@@ -168,7 +168,7 @@ func Create(ctx context.Context, c *gophercloud.ServiceClient, o Options, co Cre
 		if !sn.EnableDHCP {
 			return p, nil // the agent configured the address itself
 		}
-		lease, err := dhcpLease(ctx, p.Netns)
+		lease, err := DHCPLease(ctx, p.Netns)
 		if err != nil {
 			return p, fmt.Errorf("probe %s is wired but DHCP failed: %w", p.Port.ID, err)
 		}
@@ -180,9 +180,10 @@ func Create(ctx context.Context, c *gophercloud.ServiceClient, o Options, co Cre
 	return p, nil
 }
 
-// dhcpLease runs a DHCP exchange from the probe's interface (which sends
-// from the port's MAC, the interface's own).
-func dhcpLease(ctx context.Context, netns string) (netip.Addr, error) {
+// DHCPLease runs a DHCP exchange (discover, offer, request, ack) from the
+// probe interface in namespace netns, which sends from the port's MAC, and
+// returns the address DHCP gave.
+func DHCPLease(ctx context.Context, netns string) (netip.Addr, error) {
 	ns, err := hostnet.OpenNetns(netns)
 	if err != nil {
 		return netip.Addr{}, err

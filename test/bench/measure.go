@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -91,20 +92,29 @@ func sequential(ctx context.Context, b budget, op func(ctx context.Context, i in
 	return s
 }
 
-// concurrent runs op from clients goroutines in a loop for d and reports the
+// concurrent runs op from clients goroutines for d and reports the
 // latencies and the completed requests per second. Errors are counted; the
 // first is kept. A client stops after maxClientErrors errors.
 func concurrent(ctx context.Context, clients int, d time.Duration, op func(ctx context.Context, client, i int) error) stats {
+	return concurrentN(ctx, clients, 0, d, op)
+}
+
+// concurrentN runs op n times in all (n <= 0: without a count) from clients
+// goroutines, for at most maxTime, and reports the latencies and the
+// completed operations per second. Errors are counted; the first is kept. A
+// client stops after maxClientErrors errors.
+func concurrentN(ctx context.Context, clients, n int, maxTime time.Duration, op func(ctx context.Context, client, i int) error) stats {
 	const maxClientErrors = 10
 	var (
 		mu       sync.Mutex
 		all      []time.Duration
 		errs     int
 		firstErr error
+		next     atomic.Int64
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
-	deadline := start.Add(d)
+	deadline := start.Add(maxTime)
 	// Requests still running at the end get a grace period, then fail: a
 	// server that stopped answering cannot hold the run for long.
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(30*time.Second))
@@ -115,7 +125,11 @@ func concurrent(ctx context.Context, clients int, d time.Duration, op func(ctx c
 			defer wg.Done()
 			var lat []time.Duration
 			var nerr int
-			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil && nerr < maxClientErrors; i++ {
+			for ctx.Err() == nil && nerr < maxClientErrors && time.Now().Before(deadline) {
+				i := int(next.Add(1)) - 1
+				if n > 0 && i >= n {
+					break
+				}
 				t0 := time.Now()
 				if err := op(ctx, c, i); err != nil {
 					nerr++
@@ -137,19 +151,14 @@ func concurrent(ctx context.Context, clients int, d time.Duration, op func(ctx c
 	wg.Wait()
 	elapsed := time.Since(start)
 	s := summarize(all)
-	s.Elapsed = elapsed
-	s.Clients = clients
-	s.Errors = errs
+	s.Elapsed, s.Clients, s.Errors = elapsed, clients, errs
 	if firstErr != nil {
 		s.FirstError = firstErr.Error()
 	}
-	s.rps = float64(s.N) / elapsed.Seconds()
-	s.hasRPS = true
+	s.rps, s.hasRPS = float64(s.N)/elapsed.Seconds(), true
 	return s
 }
 
-// fmtDur formats a latency with about three significant digits in a fitting
-// unit (the thresholds are on the rounded value, so 99.96 ms is "100 ms").
 func fmtDur(d time.Duration) string {
 	us := float64(d) / float64(time.Microsecond)
 	ms := float64(d) / float64(time.Millisecond)

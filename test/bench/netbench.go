@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,10 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-
 	"github.com/nimbo-cloud/nimbo/internal/agent"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/probe"
 )
 
 // The network part of the benchmark (nimbo only: a Neutron to compare with
@@ -370,61 +368,6 @@ func fill(ctx context.Context, nc netClient, token string, n, batch, clients int
 	return res, firstErr
 }
 
-// concurrentN runs op n times in all from clients goroutines (stopping
-// early after maxTime) and reports the latencies and the completed
-// operations per second. A client stops after 10 errors.
-func concurrentN(ctx context.Context, clients, n int, maxTime time.Duration, op func(ctx context.Context, client, i int) error) stats {
-	const maxClientErrors = 10
-	var (
-		mu       sync.Mutex
-		all      []time.Duration
-		errs     int
-		firstErr error
-		next     atomic.Int64
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	deadline := start.Add(maxTime)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat []time.Duration
-			var nerr int
-			for ctx.Err() == nil && nerr < maxClientErrors && time.Now().Before(deadline) {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					break
-				}
-				t0 := time.Now()
-				if err := op(ctx, c, i); err != nil {
-					nerr++
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			errs += nerr
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	s := summarize(all)
-	s.Elapsed, s.Clients, s.Errors = elapsed, clients, errs
-	if firstErr != nil {
-		s.FirstError = firstErr.Error()
-	}
-	s.rps, s.hasRPS = float64(s.N)/elapsed.Seconds(), true
-	return s
-}
-
 // measureProbes creates cfg.probeN probes one after the other and times,
 // from the POST: its answer, status ACTIVE, and a DHCP exchange from the
 // probe's namespace answered with the port's address. Then it deletes them,
@@ -463,7 +406,7 @@ func measureProbes(ctx context.Context, cfg config, nc netClient, token, network
 		}
 		tActive := time.Since(t0)
 		ns := agent.ProbeNetns(cfg.netnsPrefix, p.ID)
-		lease, err := dhcpExchange(ctx, ns)
+		lease, err := probe.DHCPLease(ctx, ns)
 		if err != nil {
 			firstErr = fmt.Errorf("probe port %s (%s, MAC %s) is ACTIVE but the DHCP exchange from namespace %s, interface %s, failed after %v: %w",
 				p.ID, p.ip(), p.MAC, ns, agent.ProbeIface, (time.Since(t0) - tActive).Round(time.Millisecond), err)
@@ -538,37 +481,6 @@ func deleteProbes(ctx context.Context, cfg config, nc netClient, token string, i
 		s.FirstError = firstErr.Error()
 	}
 	return s
-}
-
-// dhcpExchange runs a DHCP exchange (DISCOVER, OFFER, REQUEST, ACK) from
-// the probe namespace's interface, as `nimbo probe create` does, and returns
-// the address offered.
-func dhcpExchange(ctx context.Context, netns string) (netip.Addr, error) {
-	ns, err := hostnet.OpenNetns(netns)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer ns.Close()
-	var cl *nclient4.Client
-	if err := ns.Do(func() error {
-		var err error
-		cl, err = nclient4.New(agent.ProbeIface, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
-		return err
-	}); err != nil {
-		return netip.Addr{}, fmt.Errorf("DHCP client: %w", err)
-	}
-	defer cl.Close()
-	lctx, cancel := context.WithTimeout(ctx, 6*time.Second)
-	defer cancel()
-	lease, err := cl.Request(lctx)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("no DHCP answer: %w", err)
-	}
-	a, ok := netip.AddrFromSlice(lease.ACK.YourIPAddr.To4())
-	if !ok {
-		return netip.Addr{}, errors.New("DHCP answered without an address")
-	}
-	return a, nil
 }
 
 // measureProbeCLI times `nimbo probe create` run as a user would (OS_*
