@@ -228,6 +228,22 @@ func TestServe(t *testing.T) {
 	if err := srv.Update([]dhcp.Host{{MAC: knownMAC, IP: netip.MustParseAddr("192.168.1.1")}}); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("Update with an address outside the subnet = %v", err)
 	}
+	// Change edits single entries: the unknown MAC goes, the known one moves.
+	if err := srv.Change([]dhcp.Host{{MAC: knownMAC, IP: netip.MustParseAddr("10.90.0.13")}}, []net.HardwareAddr{unknownMAC}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Hosts(); n != 1 {
+		t.Errorf("after Change, %d hosts, want 1", n)
+	}
+	if o, err := c.DiscoverOffer(lctx); err != nil || o.YourIPAddr.String() != "10.90.0.13" {
+		t.Fatalf("after Change, the known MAC got %v, %v", o, err)
+	}
+	if err := srv.Change([]dhcp.Host{{MAC: unknownMAC, IP: netip.MustParseAddr("192.168.1.1")}}, []net.HardwareAddr{knownMAC}); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("Change with an address outside the subnet = %v", err)
+	}
+	if n := srv.Hosts(); n != 1 {
+		t.Errorf("a failed Change changed the table: %d hosts, want 1", n)
+	}
 
 	// An unparsable packet is logged, not lost in the library's logger.
 	err = nw.cli.Do(func() error {

@@ -40,6 +40,8 @@ type Cache struct {
 	changed chan struct{} // closed and replaced whenever snap changes or err is set
 	err     error         // set when the cache stopped following the store
 
+	trackers []*Tracker // guarded by mu
+
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the watch loop has returned
 }
@@ -182,8 +184,10 @@ func (c *Cache) setErr(err error) {
 }
 
 // publish makes work (a tree only the watch loop writes) visible at rev.
-// mutated says whether work changed since the last publish.
-func (c *Cache) publish(work *btree.BTreeG[KV], rev int64, mutated bool) {
+// mutated says whether work changed since the last publish; keys are the
+// keys that changed, and reset says that everything may have (a re-list).
+// Trackers hear of the keys only once the snapshot holding them is visible.
+func (c *Cache) publish(work *btree.BTreeG[KV], rev int64, mutated bool, keys []string, reset bool) {
 	cur := c.snap.Load()
 	if !mutated && rev <= cur.rev {
 		return
@@ -194,6 +198,9 @@ func (c *Cache) publish(work *btree.BTreeG[KV], rev int64, mutated bool) {
 	}
 	c.mu.Lock()
 	c.snap.Store(next)
+	for _, t := range c.trackers {
+		t.note(keys, reset)
+	}
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
@@ -223,7 +230,7 @@ func (c *Cache) run(ctx context.Context, work *btree.BTreeG[KV], rev int64) {
 				kvs, lrev, err = c.s.List(ctx, c.prefix)
 				if err == nil {
 					work, rev = treeOf(kvs), max(rev, lrev)
-					c.publish(work, rev, true)
+					c.publish(work, rev, true, nil, true)
 					backoff = cacheMinBackoff
 					break
 				}
@@ -271,6 +278,7 @@ func (c *Cache) follow(ctx context.Context, work *btree.BTreeG[KV], rev int64) (
 			return work, rev, rev > start, resp.Err
 		}
 		mutated := false
+		var keys []string
 		for _, ev := range resp.Events {
 			if ev.KV.ModRev <= rev || !strings.HasPrefix(ev.KV.Key, c.prefix) {
 				continue // already reflected, or not ours
@@ -282,9 +290,10 @@ func (c *Cache) follow(ctx context.Context, work *btree.BTreeG[KV], rev int64) (
 				work.Delete(KV{Key: ev.KV.Key})
 			}
 			mutated = true
+			keys = append(keys, ev.KV.Key)
 		}
 		rev = max(rev, resp.Rev)
-		c.publish(work, rev, mutated)
+		c.publish(work, rev, mutated, keys, false)
 	}
 	return work, rev, rev > start, nil
 }

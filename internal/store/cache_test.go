@@ -382,6 +382,10 @@ func TestCacheRelistsAfterCompaction(t *testing.T) {
 		put(t, f, fmt.Sprintf("/x/k%02d", i), "v")
 	}
 	c := newCache(t, f, "/x/")
+	tr := c.Track("/x/")
+	if _, reset := tr.Take(); !reset {
+		t.Fatal("a new tracker's first Take is not a reset")
+	}
 	release := f.dropAndHold()
 	ctx := ctxT(t)
 	// While the watch is down: updates, deletes, creates, then compaction of
@@ -405,6 +409,9 @@ func TestCacheRelistsAfterCompaction(t *testing.T) {
 	sameAsStore(t, c, f, "/x/")
 	wantCached(t, c, "/x/k00", "changed", 0)
 	wantUncached(t, c, "/x/k10")
+	if keys, reset := tr.Take(); !reset || len(keys) != 0 {
+		t.Fatalf("after a re-list, Take = %v, %v; want a reset", keys, reset)
+	}
 	// And it follows changes again afterwards.
 	rev := put(t, f, "/x/after", "a")
 	if err := c.WaitRev(ctx, rev); err != nil {
