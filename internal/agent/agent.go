@@ -58,6 +58,8 @@ type Agent struct {
 	log *slog.Logger
 	fw  *nft.Firewall
 
+	view *portView // used by Reconcile only (passes do not overlap)
+
 	mu      sync.Mutex
 	servers map[string]*dhcpRunning // network ID -> running server
 }
@@ -70,7 +72,8 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, fw: nft.New(cfg.NS, cfg.Logger), servers: map[string]*dhcpRunning{}}
+	return &Agent{cfg: cfg, log: cfg.Logger, fw: nft.New(cfg.NS, cfg.Logger), servers: map[string]*dhcpRunning{},
+		view: newPortView(cfg.Network, cfg.Host)}
 }
 
 // DHCPNetns is the namespace serving DHCP for a network.
@@ -125,22 +128,26 @@ type desired struct {
 	fwPorts []nft.Port
 }
 
-// Reconcile makes the host match the desired state once.
+// Reconcile makes the host match the desired state once. It must not run
+// concurrently with itself. Each pass checks every network's bridge, DHCP
+// namespace and probes against the kernel, but its cost in ports is what
+// changed since the previous pass (see portView).
 func (a *Agent) Reconcile(ctx context.Context) error {
 	svc := a.cfg.Network
 	d := desired{bridges: map[string]network.Network{}, links: map[string]bool{}, netns: map[string]bool{}, dhcp: map[string]bool{}}
 	var errs []error
-	ports := svc.AllPorts()
-	local := map[string][]network.Port{} // network ID -> probe ports bound here
-	for _, p := range ports {
-		if p.HostID == a.cfg.Host && p.DeviceOwner == network.OwnerProbe {
-			local[p.NetworkID] = append(local[p.NetworkID], p)
+	if a.view.sync(svc) {
+		a.mu.Lock()
+		for _, r := range a.servers {
+			r.full = true
 		}
+		a.mu.Unlock()
 	}
 	for _, n := range svc.AllNetworks() {
 		subnets := svc.NetworkSubnets(n.ID)
 		serveDHCP := slices.ContainsFunc(subnets, func(sn network.Subnet) bool { return sn.EnableDHCP })
-		if !serveDHCP && len(local[n.ID]) == 0 {
+		local := a.view.localPorts(n.ID)
+		if !serveDHCP && len(local) == 0 {
 			continue
 		}
 		br := BridgeName(n.ID)
@@ -151,7 +158,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 		if serveDHCP {
 			d.dhcp[n.ID] = true
-			if p, err := a.ensureDHCP(ctx, n, subnets, ports, &d); errdefs.IsNotFound(err) {
+			if p, err := a.ensureDHCP(ctx, n, subnets, &d); errdefs.IsNotFound(err) {
 				a.log.Debug("agent: network went away during the pass", "network", n.ID) // the next pass sees it gone
 			} else if err != nil {
 				errs = append(errs, fmt.Errorf("network %s: dhcp: %w", n.ID, err))
@@ -159,7 +166,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 				d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(dhcpPrefix, n.ID)))
 			}
 		}
-		for _, p := range local[n.ID] {
+		for _, p := range local {
 			if err := a.ensureProbe(ctx, n, subnets, p, &d); errdefs.IsNotFound(err) {
 				a.log.Debug("agent: probe went away during the pass", "port", p.ID)
 				continue
@@ -336,11 +343,18 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 			}
 		}
 	}
-	for _, p := range a.cfg.Network.AllPorts() {
-		if p.DeviceOwner == network.OwnerDHCP && p.DeviceID == network.DHCPDeviceID(a.cfg.Host) && !d.dhcp[p.NetworkID] {
-			if err := a.cfg.Network.DeletePortByAgent(ctx, p.ID); err != nil {
+	for netID, portID := range a.view.dhcp {
+		if !d.dhcp[netID] {
+			if err := a.cfg.Network.DeletePortByAgent(ctx, portID); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	// Networks served nowhere here need no record of their changed ports: a
+	// server started later reads all of them.
+	for netID := range a.view.dirty {
+		if !d.dhcp[netID] {
+			delete(a.view.dirty, netID)
 		}
 	}
 	return errors.Join(errs...)

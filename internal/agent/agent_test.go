@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	v2 "github.com/nimbo-cloud/nimbo/api/network/v2"
@@ -31,6 +32,27 @@ func links(t *testing.T, ns *hostnet.NS) map[string]int {
 		}
 	}
 	return out
+}
+
+// wantDHCPHosts checks that the network's DHCP server answers exactly the
+// network's ports (other than the DHCP port) with their addresses.
+func wantDHCPHosts(t *testing.T, a *agent.Agent, svc *network.Service, networkID string) {
+	t.Helper()
+	want := map[string]string{}
+	for _, p := range svc.AllPorts() {
+		if p.NetworkID == networkID && p.DeviceOwner != network.OwnerDHCP {
+			for _, f := range p.FixedIPs {
+				want[p.MAC] = f.IP.String()
+			}
+		}
+	}
+	got, served, ok := agent.DHCPHosts(a, networkID)
+	if !ok {
+		t.Fatal("no DHCP server runs")
+	}
+	if !maps.Equal(got, want) || served != len(want) {
+		t.Fatalf("DHCP hosts %v (server holds %d), want %v", got, served, want)
+	}
 }
 
 func TestReconcile(t *testing.T) {
@@ -114,6 +136,31 @@ func TestReconcile(t *testing.T) {
 	if svc.Cache().Rev() != revBefore {
 		t.Fatalf("second pass wrote to the store (rev %d -> %d)", revBefore, svc.Cache().Rev())
 	}
+	wantDHCPHosts(t, a, svc, n.ID)
+
+	// The DHCP table follows port changes one entry at a time.
+	extra, err := svc.CreatePort(ctx, admin, v2.PortRequest{NetworkID: &n.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantDHCPHosts(t, a, svc, n.ID)
+	if _, err := svc.UpdatePort(ctx, admin, extra.ID, v2.PortRequest{MACAddress: ptr("fa:16:3e:00:00:99")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantDHCPHosts(t, a, svc, n.ID)
+	if err := svc.DeletePort(ctx, admin, extra.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantDHCPHosts(t, a, svc, n.ID)
 
 	// Garbage: delete everything, one pass removes it all.
 	for _, id := range []string{p.ID, other.ID} {

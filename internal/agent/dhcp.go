@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -13,9 +14,12 @@ import (
 
 // dhcpRunning is a network's DHCP server and what it was started with.
 type dhcpRunning struct {
-	srv  *dhcp.Server
-	ns   *hostnet.NS
-	base string // fingerprint of the configuration apart from the hosts
+	srv    *dhcp.Server
+	ns     *hostnet.NS
+	base   string                 // fingerprint of the configuration apart from the hosts
+	subnet string                 // the subnet served
+	byPort map[string][]dhcp.Host // what the server holds for each port
+	full   bool                   // rebuild the host table from the whole view
 }
 
 func (r *dhcpRunning) stop() {
@@ -26,11 +30,14 @@ func (r *dhcpRunning) stop() {
 // ensureDHCP makes sure a network's DHCP service runs here: its port (with an
 // address on each DHCP subnet), its namespace with a veth into the bridge,
 // and a server answering the network's ports. It returns the DHCP port.
-func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []network.Subnet, ports []network.Port, d *desired) (network.Port, error) {
+func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []network.Subnet, d *desired) (network.Port, error) {
 	svc := a.cfg.Network
-	dp, err := svc.EnsureDHCPPort(ctx, n.ID, a.cfg.Host)
-	if err != nil {
-		return network.Port{}, err
+	dp, ok := a.view.dhcpPort(n.ID)
+	if !ok || !network.DHCPPortCurrent(dp, subnets) {
+		var err error
+		if dp, err = svc.EnsureDHCPPort(ctx, n.ID, a.cfg.Host); err != nil {
+			return network.Port{}, err
+		}
 	}
 	name := a.DHCPNetns(n.ID)
 	host := hostnet.IfName(dhcpPrefix, n.ID)
@@ -71,17 +78,6 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 		cfg.Routes = append(cfg.Routes, dhcp.Route{Dst: r.Destination, Via: r.NextHop})
 	}
 	base := fmt.Sprintf("%+v", cfg)
-	var hosts []dhcp.Host
-	for _, p := range ports {
-		if p.NetworkID != n.ID || p.ID == dp.ID {
-			continue
-		}
-		for _, f := range p.FixedIPs {
-			if f.SubnetID == sn.ID {
-				hosts = append(hosts, dhcp.Host{MAC: mac(p.MAC), IP: f.IP})
-			}
-		}
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if r, ok := a.servers[n.ID]; ok {
@@ -91,8 +87,11 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 			delete(a.servers, n.ID)
 		default:
 			if r.base == base {
-				if err := r.srv.Update(hosts); err != nil {
+				if err := a.updateHosts(r, n.ID, dp.ID); err != nil {
 					return dp, err
+				}
+				if dp.Status == network.StatusActive {
+					return dp, nil
 				}
 				return dp, svc.SetPortStatus(ctx, dp.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
 			}
@@ -104,12 +103,93 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 	if err != nil {
 		return dp, err
 	}
-	cfg.NS, cfg.Hosts = ns, hosts
-	srv, err := dhcp.Start(context.WithoutCancel(ctx), cfg)
-	if err != nil {
+	r := &dhcpRunning{ns: ns, base: base, subnet: sn.ID}
+	a.view.takeDirty(n.ID) // the server starts from the whole view
+	r.byPort = a.hostsOf(n.ID, dp.ID, sn.ID)
+	for _, hs := range r.byPort {
+		cfg.Hosts = append(cfg.Hosts, hs...)
+	}
+	cfg.NS = ns
+	if r.srv, err = dhcp.Start(context.WithoutCancel(ctx), cfg); err != nil {
 		_ = ns.Close()
 		return dp, err
 	}
-	a.servers[n.ID] = &dhcpRunning{srv: srv, ns: ns, base: base}
+	a.servers[n.ID] = r
 	return dp, svc.SetPortStatus(ctx, dp.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
+}
+
+// hostsFor returns the DHCP entries of a port on a subnet.
+func hostsFor(p network.Port, subnetID string) []dhcp.Host {
+	var out []dhcp.Host
+	for _, f := range p.FixedIPs {
+		if f.SubnetID == subnetID {
+			out = append(out, dhcp.Host{MAC: mac(p.MAC), IP: f.IP})
+		}
+	}
+	return out
+}
+
+// hostsOf returns the DHCP entries of every port of a network on a subnet,
+// by port, leaving out the DHCP port itself.
+func (a *Agent) hostsOf(networkID, dhcpPortID, subnetID string) map[string][]dhcp.Host {
+	out := map[string][]dhcp.Host{}
+	for id := range a.view.byNet[networkID] {
+		if id == dhcpPortID {
+			continue
+		}
+		if hs := hostsFor(a.view.ports[id], subnetID); len(hs) > 0 {
+			out[id] = hs
+		}
+	}
+	return out
+}
+
+// updateHosts brings a running server's host table up to date: entry by
+// entry for the ports changed since its last update, or whole when r.full.
+// On failure the next pass rebuilds the whole table.
+func (a *Agent) updateHosts(r *dhcpRunning, networkID, dhcpPortID string) error {
+	dirty := a.view.takeDirty(networkID)
+	if r.full {
+		byPort := a.hostsOf(networkID, dhcpPortID, r.subnet)
+		var hosts []dhcp.Host
+		for _, hs := range byPort {
+			hosts = append(hosts, hs...)
+		}
+		if err := r.srv.Update(hosts); err != nil {
+			return err
+		}
+		r.byPort, r.full = byPort, false
+		return nil
+	}
+	var set []dhcp.Host
+	var remove []net.HardwareAddr
+	next := map[string][]dhcp.Host{}
+	for id := range dirty {
+		var hs []dhcp.Host
+		if p, ok := a.view.ports[id]; ok && p.NetworkID == networkID && id != dhcpPortID {
+			hs = hostsFor(p, r.subnet)
+		}
+		for _, old := range r.byPort[id] {
+			if !slices.ContainsFunc(hs, func(h dhcp.Host) bool { return h.MAC.String() == old.MAC.String() }) {
+				remove = append(remove, old.MAC)
+			}
+		}
+		set = append(set, hs...)
+		next[id] = hs
+	}
+	if len(set) == 0 && len(remove) == 0 {
+		return nil
+	}
+	if err := r.srv.Change(set, remove); err != nil {
+		r.full = true
+		return err
+	}
+	for id, hs := range next {
+		if len(hs) == 0 {
+			delete(r.byPort, id)
+		} else {
+			r.byPort[id] = hs
+		}
+	}
+	return nil
 }

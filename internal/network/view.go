@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/store"
@@ -16,6 +17,48 @@ func (s *Service) AllNetworks() []Network { return store.ListJSON[Network](s.cac
 
 // AllPorts lists every port (read-only values: see store.Memo).
 func (s *Service) AllPorts() []Port { return s.ports.List(pPorts) }
+
+// PortChanges follows which ports change, for an agent that works on the
+// changed ports only (see store.Tracker); Changed turns its keys into port
+// IDs.
+type PortChanges struct{ t *store.Tracker }
+
+// TrackPorts starts following port changes. The first Changed reports a
+// reset: start from AllPorts.
+func (s *Service) TrackPorts() *PortChanges { return &PortChanges{t: s.cache.Track(pPorts)} }
+
+// Changed returns the IDs of the ports created, changed or deleted since the
+// previous call (look each up with Port), or reset=true when the caller must
+// start over from AllPorts.
+func (c *PortChanges) Changed() (ids []string, reset bool) {
+	keys, reset := c.t.Take()
+	for _, k := range keys {
+		ids = append(ids, strings.TrimPrefix(k, pPorts))
+	}
+	return ids, reset
+}
+
+// Port returns a port by ID without policy (a read-only value: see
+// store.Memo).
+func (s *Service) Port(id string) (Port, bool) { return s.ports.Get(portKey(id)) }
+
+// DHCPPortCurrent says whether p, the DHCP port of a network, already has
+// what EnsureDHCPPort would give it: one address on each DHCP-enabled
+// subnet of subnets (the network's) and none elsewhere. An agent that knows
+// the port skips the read-modify-write when it does.
+func DHCPPortCurrent(p Port, subnets []Subnet) bool {
+	want := 0
+	for _, sn := range subnets {
+		if !sn.EnableDHCP {
+			continue
+		}
+		want++
+		if !slices.ContainsFunc(p.FixedIPs, func(f FixedIP) bool { return f.SubnetID == sn.ID }) {
+			return false
+		}
+	}
+	return len(p.FixedIPs) == want
+}
 
 // NetworkSubnets lists a network's subnets.
 func (s *Service) NetworkSubnets(networkID string) []Subnet {
