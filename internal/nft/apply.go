@@ -87,49 +87,14 @@ func (f *Firewall) Apply(ctx context.Context, rs Ruleset) (Stats, error) {
 	start := time.Now()
 	last := f.last
 	f.last = nil // until this Apply succeeds
-	gen, err := ruleGeneration(f.ns.Fd())
+	stats, next, err := applyProgram(ctx, f.ns, last, prog)
 	if err != nil {
 		return Stats{}, err
 	}
-	conn, err := f.conn()
-	if err != nil {
-		return Stats{}, err
-	}
-	defer conn.CloseLasting()
-	a := &applier{conn: conn}
-	cached := last != nil && last.gen == gen
-	for i, t := range prog.tables {
-		var st *tableState
-		if cached {
-			st = last.tables[i]
-		} else if st, err = readTable(conn, t.family, t.name); err != nil {
-			return Stats{}, fmt.Errorf("nft: read %s table: %w", familyName(t.family), err)
-		}
-		if err := a.plan(t, st); err != nil {
-			return Stats{}, err
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return Stats{}, err
-	}
-	if a.stats.Messages > 0 {
-		if err := conn.Flush(); err != nil {
-			return Stats{}, fmt.Errorf("nft: apply batch of %d messages: %w", a.stats.Messages, err)
-		}
-		after, err := ruleGeneration(f.ns.Fd())
-		// Exactly one commit since gen (ours): nobody else changed
-		// anything in between, so the kernel now holds prog.
-		if err == nil && after == gen+1 {
-			f.last = &applied{gen: after, tables: stateOf(prog)}
-		}
-	} else if cached {
-		f.last = last
-	} else {
-		f.last = &applied{gen: gen, tables: stateOf(prog)}
-	}
-	f.log.Debug("nft: applied", "ports", len(rs.Ports), "groups", len(rs.Groups), "stats", a.stats,
-		"cached", cached, "took", time.Since(start))
-	return a.stats, nil
+	f.last = next
+	f.log.Debug("nft: applied", "ports", len(rs.Ports), "groups", len(rs.Groups), "stats", stats,
+		"took", time.Since(start))
+	return stats, nil
 }
 
 // Delete removes nimbo's tables from the namespace (not an error if absent).
@@ -140,7 +105,7 @@ func (f *Firewall) Delete(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	conn, err := f.conn()
+	conn, err := nsConn(f.ns)
 	if err != nil {
 		return err
 	}
@@ -175,8 +140,11 @@ func (f *Firewall) ensureBrNetfilter(ctx context.Context) error {
 
 // conn opens a netlink connection inside the namespace for one call; the
 // caller closes it (an open socket would keep a deleted namespace alive).
-func (f *Firewall) conn() (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(f.ns.Fd()), nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+
+// nsConn opens a netlink connection inside ns, with socket buffers large
+// enough for big batches; the caller closes it.
+func nsConn(ns *hostnet.NS) (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(ns.Fd()), nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
 		raw, err := c.SyscallConn()
 		if err != nil {
 			return err
@@ -192,7 +160,7 @@ func (f *Firewall) conn() (*nftables.Conn, error) {
 		return errors.Join(err, serr)
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("nft: netlink connection in %s: %w", f.ns.Path(), err)
+		return nil, fmt.Errorf("nft: netlink connection in %s: %w", ns.Path(), err)
 	}
 	return c, nil
 }
@@ -334,7 +302,7 @@ func sameHook(c *chain, k *nftables.Chain) bool {
 		return true
 	}
 	return *c.hook == *k.Hooknum && k.Priority != nil && *c.priority == *k.Priority &&
-		k.Policy != nil && *k.Policy == nftables.ChainPolicyAccept
+		k.Policy != nil && *k.Policy == nftables.ChainPolicyAccept && k.Type == c.chainType()
 }
 
 type applier struct {

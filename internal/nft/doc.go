@@ -69,4 +69,16 @@
 //
 // Not filtered: traffic the bridge device itself sends or receives (nimbo's
 // bridges carry no address; DHCP and routers sit behind veth ports).
+//
+// # Router NAT
+//
+// RouterNAT is the L3 data plane of a Neutron router, in the router's own
+// namespace and its own table (ip RouterTableName), with the same applier:
+// SNAT to the gateway IP, floating IPs (1:1, hairpin included), port
+// forwards (single ports, ranges port for port, N:1), the metadata redirect,
+// and a forward rule that never lets a guest reach 169.254.0.0/16 beyond
+// the router. Floating IPs and forwards are map elements, so the cost of a
+// new connection does not grow with their number. The addresses the
+// gateway leg must carry (floating IPs as /32s, so the router answers ARP
+// for them) are the caller's: see RouterRules.GatewayAddrs.
 package nft

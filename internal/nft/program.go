@@ -97,7 +97,16 @@ type chain struct {
 	name     string
 	hook     *nftables.ChainHook // nil for a regular chain
 	priority *nftables.ChainPriority
+	kind     nftables.ChainType // of a base chain; "" means filter
 	rules    []rule
+}
+
+// chainType is the base chain's type: filter unless kind says otherwise.
+func (c *chain) chainType() nftables.ChainType {
+	if c.kind == "" {
+		return nftables.ChainTypeFilter
+	}
+	return c.kind
 }
 
 func (c *chain) nft(t *nftables.Table) *nftables.Chain {
@@ -106,7 +115,7 @@ func (c *chain) nft(t *nftables.Table) *nftables.Chain {
 		accept := nftables.ChainPolicyAccept
 		ch.Hooknum = c.hook
 		ch.Priority = c.priority
-		ch.Type = nftables.ChainTypeFilter
+		ch.Type = c.chainType()
 		ch.Policy = &accept
 	}
 	return ch
@@ -117,7 +126,7 @@ func (c *chain) header(family nftables.TableFamily) string {
 	if c.hook == nil {
 		return "chain " + c.name
 	}
-	return fmt.Sprintf("chain %s { type filter hook %s priority %d; policy accept }", c.name, hookName(*c.hook, family), *c.priority)
+	return fmt.Sprintf("chain %s { type %s hook %s priority %d; policy accept }", c.name, c.chainType(), hookName(*c.hook, family), *c.priority)
 }
 
 // fingerprint identifies the chain's whole content. Apply stores it in the
@@ -255,6 +264,14 @@ func ctKeyName(k expr.CtKey) string {
 		return "state"
 	case expr.CtKeyZONE:
 		return "zone"
+	case expr.CtKeySTATUS:
+		return "status"
+	case expr.CtKeyMARK:
+		return "mark"
+	case expr.CtKeySRC:
+		return "src"
+	case expr.CtKeyDST:
+		return "dst"
 	}
 	return fmt.Sprintf("ct%d", k)
 }
@@ -305,6 +322,10 @@ func dumpExprs(es []expr.Any) string {
 			} else {
 				s = fmt.Sprintf("ct load %s => %s", ctKeyName(e.Key), regName(e.Register))
 			}
+			switch e.Key {
+			case expr.CtKeySRC, expr.CtKeyDST, expr.CtKeyPROTOSRC, expr.CtKeyPROTODST:
+				s += [2]string{" , dir original", " , dir reply"}[e.Direction&1]
+			}
 		case *expr.Payload:
 			s = fmt.Sprintf("payload load %db @ %s header + %d => %s", e.Len, payloadBaseName(e.Base), e.Offset, regName(e.DestRegister))
 		case *expr.Cmp:
@@ -331,12 +352,64 @@ func dumpExprs(es []expr.Any) string {
 			}
 		case *expr.Counter:
 			s = "counter"
+		case *expr.NAT:
+			s = dumpNAT(e)
+		case *expr.Redir:
+			s = "redir"
+			if e.RegisterProtoMin != 0 {
+				s += " proto_min " + regName(e.RegisterProtoMin)
+			}
+			if e.RegisterProtoMax != 0 {
+				s += " proto_max " + regName(e.RegisterProtoMax)
+			}
+			if e.Flags != 0 {
+				s += fmt.Sprintf(" flags 0x%x", e.Flags)
+			}
+		case *expr.Masq:
+			s = "masq"
 		default:
 			s = fmt.Sprintf("%T", e)
 		}
 		parts = append(parts, "[ "+s+" ]")
 	}
 	return strings.Join(parts, " ")
+}
+
+// dumpNAT prints a nat expression like `nft --debug=netlink` does.
+func dumpNAT(e *expr.NAT) string {
+	s := "nat snat"
+	if e.Type == expr.NATTypeDestNAT {
+		s = "nat dnat"
+	}
+	s += " " + familyName(nftables.TableFamily(e.Family))
+	for _, f := range []struct {
+		name string
+		reg  uint32
+	}{{"addr_min", e.RegAddrMin}, {"addr_max", e.RegAddrMax}, {"proto_min", e.RegProtoMin}, {"proto_max", e.RegProtoMax}} {
+		if f.reg != 0 {
+			s += " " + f.name + " " + regName(f.reg)
+		}
+	}
+	var flags uint32
+	if e.Specified {
+		flags |= expr.NF_NAT_RANGE_PROTO_SPECIFIED
+	}
+	if e.Persistent {
+		flags |= expr.NF_NAT_RANGE_PERSISTENT
+	}
+	if e.Random {
+		flags |= expr.NF_NAT_RANGE_PROTO_RANDOM
+	}
+	if e.FullyRandom {
+		flags |= expr.NF_NAT_RANGE_PROTO_RANDOM_FULLY
+	}
+	if e.Prefix {
+		flags |= expr.NF_NAT_RANGE_PREFIX
+	}
+	if flags != 0 {
+		s += fmt.Sprintf(" flags 0x%x", flags)
+	}
+	return s
 }
 
 // Encodings of keys and values.
