@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/cloud"
+	"github.com/nimbo-cloud/nimbo/internal/network"
 )
 
 // newFlagSet returns a flag set whose -h prints a usage block.
@@ -60,9 +62,28 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of issued tokens")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	host := fs.String("host", "", "this host's ID in port bindings (default: the hostname)")
-	netnsPrefix := fs.String("netns-prefix", "nimbo", "prefix of the network namespaces the agent makes (<prefix>-dhcp-<network>, <prefix>-probe-<port>)")
+	netnsPrefix := fs.String("netns-prefix", "nimbo", "prefix of the network namespaces the agent makes (<prefix>-dhcp-<network>, <prefix>-probe-<port>, <prefix>-router-<router>)")
+	underlayMode := fs.String("underlay", "nat", "how external networks reach the outside world: nat (the host masquerades the public range out of its default route) or flat (bridged onto a host interface, see --physical-interface)")
+	var physIfs physMappings
+	fs.Var(&physIfs, "physical-interface", "PHYSNET=IFACE: bridge provider physical network PHYSNET onto host interface IFACE (flat underlay; repeatable)")
+	publicName := fs.String("public-network", "public", "name of the external network a new cloud gets")
+	noPublic := fs.Bool("no-public-network", false, "do not create the public network")
+	publicCIDR := fs.String("public-cidr", network.DefaultPublicCIDR.String(), "IPv4 range of the public network (its gateway, the first address, is on this host under nat)")
+	publishAddr := fs.String("publish-address", "", "a host address on which every floating IP port forwarding is also published (same external port), so clients outside the host reach VMs (nat underlay)")
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
+	}
+	pubCIDR, err := netip.ParsePrefix(*publicCIDR)
+	if err != nil || !pubCIDR.Addr().Is4() || pubCIDR.Bits() > 30 {
+		fmt.Fprintf(stderr, "nimbo up: --public-cidr %q: want an IPv4 range such as 172.24.4.0/24\n", *publicCIDR)
+		return 2
+	}
+	var pubAddr netip.Addr
+	if *publishAddr != "" {
+		if pubAddr, err = netip.ParseAddr(*publishAddr); err != nil || !pubAddr.Is4() {
+			fmt.Fprintf(stderr, "nimbo up: --publish-address %q: want an IPv4 address of this host\n", *publishAddr)
+			return 2
+		}
 	}
 	lvl, err := logLevel(*level)
 	if err != nil {
@@ -85,6 +106,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	c, err := cloud.Up(ctx, cloud.Config{DataDir: *dataDir, Listen: *listen, PublicURL: *publicURL, AdminPassword: *adminPW,
 		EtcdEndpoints: endpoints, Region: *region, TokenTTL: *ttl, Logger: log, Host: *host, NetnsPrefix: *netnsPrefix,
+		Underlay: *underlayMode, PhysicalInterfaces: physIfs, PublishAddr: pubAddr, NoPublicNetwork: *noPublic,
+		PublicNetwork: network.PublicNetwork{Name: *publicName, CIDR: pubCIDR},
 		Progress: func(step, detail string, took time.Duration) {
 			fmt.Fprintf(stdout, "  %-12s %s", step+":", detail)
 			if took > 0 {
@@ -129,4 +152,27 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "nimbo: stopped.")
 	return 0
+}
+
+// physMappings is the repeatable --physical-interface PHYSNET=IFACE flag.
+type physMappings map[string]string
+
+func (m *physMappings) String() string {
+	var out []string
+	for k, v := range *m {
+		out = append(out, k+"="+v)
+	}
+	return strings.Join(out, ",")
+}
+
+func (m *physMappings) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" || v == "" {
+		return fmt.Errorf("want PHYSNET=IFACE, got %q", s)
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[k] = v
+	return nil
 }

@@ -21,8 +21,10 @@ import (
 
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/metadata"
 	"github.com/nimbo-cloud/nimbo/internal/network"
 	"github.com/nimbo-cloud/nimbo/internal/nft"
+	"github.com/nimbo-cloud/nimbo/internal/underlay"
 )
 
 // Interface name prefixes (hostnet.IfName adds 11 hex digits of the ID).
@@ -49,6 +51,13 @@ type Config struct {
 	// NetnsPrefix names the namespaces the agent makes ("<prefix>-dhcp-<network>",
 	// "<prefix>-probe-<port>"); default "nimbo".
 	NetnsPrefix string
+	// Underlay connects the external networks to the outside world (nil:
+	// they stay on their bridges, as in tests of the agent alone).
+	Underlay underlay.Underlay
+	// PublishAddr, if valid, is a host address on which the underlay also
+	// publishes every port forwarding (same protocol and external port), so
+	// that clients outside the host reach it (modes that support it).
+	PublishAddr netip.Addr
 	Logger      *slog.Logger
 }
 
@@ -61,7 +70,9 @@ type Agent struct {
 	view *portView // used by Reconcile only (passes do not overlap)
 
 	mu      sync.Mutex
-	servers map[string]*dhcpRunning // network ID -> running server
+	servers map[string]*dhcpRunning   // network ID -> running server
+	routers map[string]*routerRunning // router ID -> its open namespace, NAT and metadata listener
+	uStatus underlay.Status           // what the underlay's last Set reported
 }
 
 // New returns an agent; call Run.
@@ -73,7 +84,7 @@ func New(cfg Config) *Agent {
 		cfg.Logger = slog.Default()
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger, fw: nft.New(cfg.NS, cfg.Logger), servers: map[string]*dhcpRunning{},
-		view: newPortView(cfg.Network, cfg.Host)}
+		routers: map[string]*routerRunning{}, view: newPortView(cfg.Network, cfg.Host)}
 }
 
 // DHCPNetns is the namespace serving DHCP for a network.
@@ -143,11 +154,12 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
+	routers, routerNets := a.l3State()
 	for _, n := range svc.AllNetworks() {
 		subnets := svc.NetworkSubnets(n.ID)
 		serveDHCP := slices.ContainsFunc(subnets, func(sn network.Subnet) bool { return sn.EnableDHCP })
 		local := a.view.localPorts(n.ID)
-		if !serveDHCP && len(local) == 0 {
+		if !serveDHCP && len(local) == 0 && !routerNets[n.ID] && !n.External {
 			continue
 		}
 		br := BridgeName(n.ID)
@@ -175,6 +187,17 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 				continue
 			}
 			d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(probePrefix, p.ID)))
+		}
+	}
+	if err := a.setUnderlay(ctx, d, routers); err != nil {
+		errs = append(errs, fmt.Errorf("underlay: %w", err))
+	}
+	for _, st := range routers {
+		if err := a.ensureRouter(ctx, st, &d); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("router %s: %w", st.router.ID, err))
+			if serr := svc.SetRouterStatus(ctx, st.router.ID, network.StatusError); serr != nil && !errdefs.IsNotFound(serr) {
+				errs = append(errs, serr)
+			}
 		}
 	}
 	if err := a.applyFirewall(ctx, d); err != nil {
@@ -236,17 +259,29 @@ func (a *Agent) ensureProbe(ctx context.Context, n network.Network, subnets []ne
 	if err := pns.SetLinkUp(ctx, "lo"); err != nil {
 		return err
 	}
+	// The routes a DHCP client would install: the default route through
+	// the first subnet's gateway, and the metadata route through the DHCP
+	// port (option 121).
+	var routes []hostnet.Route
 	for _, f := range p.FixedIPs {
 		for _, sn := range subnets {
-			if sn.ID == f.SubnetID && sn.Gateway.IsValid() {
-				if err := pns.EnsureRoute(ctx, hostnet.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: sn.Gateway, Dev: ProbeIface}); err != nil {
-					return err
-				}
-				return a.cfg.Network.SetPortStatus(ctx, p.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
+			if sn.ID == f.SubnetID && sn.Gateway.IsValid() && len(routes) == 0 {
+				routes = append(routes, hostnet.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: sn.Gateway, Dev: ProbeIface})
 			}
 		}
 	}
-	return a.cfg.Network.SetPortStatus(ctx, p.ID, network.StatusActive, VIFType, map[string]any{"bridge_name": BridgeName(n.ID)})
+	if dp, ok := a.view.dhcpPort(n.ID); ok {
+		for _, df := range dp.FixedIPs {
+			if slices.ContainsFunc(p.FixedIPs, func(f network.FixedIP) bool { return f.SubnetID == df.SubnetID }) {
+				routes = append(routes, hostnet.Route{Dst: netip.PrefixFrom(metadata.Addr, 32), Gw: df.IP, Dev: ProbeIface})
+				break
+			}
+		}
+	}
+	if err := syncRoutes(ctx, pns, routes); err != nil {
+		return err
+	}
+	return a.setActive(ctx, p, n.ID)
 }
 
 // firewallPort is a port as the firewall sees it.
@@ -270,7 +305,12 @@ func (a *Agent) applyFirewall(ctx context.Context, d desired) error {
 	svc := a.cfg.Network
 	rs := nft.Ruleset{Ports: d.fwPorts, Groups: map[string]nft.Group{}, Zones: map[string]uint16{}}
 	for br, n := range d.bridges {
-		rs.Zones[br] = zoneOf(n.ID)
+		// External networks stay in zone 0: the host routes their traffic
+		// (the nat underlay's gateway is on their bridge), and the replies
+		// coming back through the uplink are in zone 0.
+		if !n.External {
+			rs.Zones[br] = zoneOf(n.ID)
+		}
 	}
 	for _, p := range d.fwPorts {
 		for _, gid := range p.Groups {
@@ -315,7 +355,8 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 		}
 	}
 	a.mu.Unlock()
-	for _, prefix := range []string{a.cfg.NetnsPrefix + "-dhcp-", a.cfg.NetnsPrefix + "-probe-"} {
+	a.stopRouters(&d)
+	for _, prefix := range []string{a.cfg.NetnsPrefix + "-dhcp-", a.cfg.NetnsPrefix + "-probe-", a.cfg.NetnsPrefix + "-router-"} {
 		names, err := hostnet.ListNetns(prefix)
 		if err != nil {
 			errs = append(errs, err)
@@ -329,7 +370,7 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 			}
 		}
 	}
-	for _, prefix := range []string{bridgePrefix, dhcpPrefix, probePrefix} {
+	for _, prefix := range []string{bridgePrefix, dhcpPrefix, probePrefix, routerIntPrefix, routerGwPrefix} {
 		links, err := a.cfg.NS.ListLinks(ctx, prefix)
 		if err != nil {
 			errs = append(errs, err)
@@ -361,6 +402,7 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 }
 
 func (a *Agent) stopServers() {
+	a.stopRouters(nil)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for id, srv := range a.servers {

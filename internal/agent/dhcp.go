@@ -9,12 +9,14 @@ import (
 
 	"github.com/nimbo-cloud/nimbo/internal/dhcp"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/metadata"
 	"github.com/nimbo-cloud/nimbo/internal/network"
 )
 
 // dhcpRunning is a network's DHCP server and what it was started with.
 type dhcpRunning struct {
 	srv    *dhcp.Server
+	md     *metadata.Server // the network's metadata listener
 	ns     *hostnet.NS
 	base   string                 // fingerprint of the configuration apart from the hosts
 	subnet string                 // the subnet served
@@ -24,7 +26,21 @@ type dhcpRunning struct {
 
 func (r *dhcpRunning) stop() {
 	_ = r.srv.Stop()
+	_ = r.md.Close()
 	_ = r.ns.Close()
+}
+
+// startMetadata runs the network's metadata listener on 169.254.169.254:80
+// in the DHCP namespace: every caller there is on this network.
+func (r *dhcpRunning) startMetadata(networkID string, a *Agent) error {
+	ln, err := metadata.Listen(r.ns, net.JoinHostPort(metadata.Addr.String(), "80"))
+	if err != nil {
+		return err
+	}
+	r.md = metadata.New(metadata.Config{Source: metadata.Fixed(networkID), Lookup: portLookup{a.cfg.Network},
+		Content: metadata.DefaultContent{}, Logger: a.log})
+	go func() { _ = r.md.Serve(ln) }()
+	return nil
 }
 
 // ensureDHCP makes sure a network's DHCP service runs here: its port (with an
@@ -50,8 +66,12 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 		return dp, err
 	}
 	defer dns.Close()
+	// The DHCP leg also carries the metadata address: guests get a route to
+	// it through the DHCP port (option 121), on routed and isolated
+	// networks alike.
+	addrs := append(prefixes(dp, subnets), netip.PrefixFrom(metadata.Addr, 32))
 	if err := a.cfg.NS.EnsureVeth(ctx, hostnet.Veth{Name: host, Bridge: BridgeName(n.ID), MTU: n.MTU,
-		Peer: hostnet.VethPeer{NS: dns, Name: DHCPIface, MAC: mac(dp.MAC), Addrs: prefixes(dp, subnets)}}); err != nil {
+		Peer: hostnet.VethPeer{NS: dns, Name: DHCPIface, MAC: mac(dp.MAC), Addrs: addrs}}); err != nil {
 		return dp, err
 	}
 	// One server per network, for its first DHCP subnet that has a server
@@ -70,10 +90,8 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 	if !server.IsValid() {
 		return dp, fmt.Errorf("the DHCP port has no address on a DHCP subnet (subnet full?)")
 	}
-	// No metadata route yet: the metadata service arrives with routers
-	// (until then a route to 169.254.169.254 would lead nowhere).
 	cfg := dhcp.Config{Interface: DHCPIface, ServerIP: server, Subnet: sn.CIDR, Router: sn.Gateway, DNS: sn.DNS, MTU: n.MTU,
-		Logger: a.log}
+		MetadataVia: server, Logger: a.log}
 	for _, r := range sn.HostRoutes {
 		cfg.Routes = append(cfg.Routes, dhcp.Route{Dst: r.Destination, Via: r.NextHop})
 	}
@@ -104,6 +122,10 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 		return dp, err
 	}
 	r := &dhcpRunning{ns: ns, base: base, subnet: sn.ID}
+	if err := r.startMetadata(n.ID, a); err != nil {
+		_ = ns.Close()
+		return dp, fmt.Errorf("metadata: %w", err)
+	}
 	a.view.takeDirty(n.ID) // the server starts from the whole view
 	r.byPort = a.hostsOf(n.ID, dp.ID, sn.ID)
 	for _, hs := range r.byPort {
@@ -111,6 +133,7 @@ func (a *Agent) ensureDHCP(ctx context.Context, n network.Network, subnets []net
 	}
 	cfg.NS = ns
 	if r.srv, err = dhcp.Start(context.WithoutCancel(ctx), cfg); err != nil {
+		_ = r.md.Close()
 		_ = ns.Close()
 		return dp, err
 	}

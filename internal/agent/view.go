@@ -18,6 +18,9 @@ type portView struct {
 	local map[string]map[string]struct{} // network ID -> IDs of probe ports bound to this host
 	dhcp  map[string]string              // network ID -> ID of this host's DHCP port
 	dirty map[string]map[string]struct{} // network ID -> ports changed since its DHCP hosts were updated
+	// byDevice indexes the ports of routers (interfaces and gateways) by
+	// router ID.
+	byDevice map[string]map[string]struct{}
 }
 
 func newPortView(svc *network.Service, host string) *portView {
@@ -35,6 +38,7 @@ func (v *portView) sync(svc *network.Service) (full bool) {
 		v.local = map[string]map[string]struct{}{}
 		v.dhcp = map[string]string{}
 		v.dirty = map[string]map[string]struct{}{}
+		v.byDevice = map[string]map[string]struct{}{}
 		for _, p := range svc.AllPorts() {
 			v.add(p)
 		}
@@ -61,6 +65,13 @@ func (v *portView) add(p network.Port) {
 	if p.DeviceOwner == network.OwnerDHCP && p.DeviceID == network.DHCPDeviceID(v.host) {
 		v.dhcp[p.NetworkID] = p.ID
 	}
+	if routerOwned(p) {
+		addTo(v.byDevice, p.DeviceID, p.ID)
+	}
+}
+
+func routerOwned(p network.Port) bool {
+	return p.DeviceOwner == network.OwnerRouterInterface || p.DeviceOwner == network.OwnerRouterGateway
 }
 
 func (v *portView) remove(p network.Port) {
@@ -70,6 +81,9 @@ func (v *portView) remove(p network.Port) {
 	addTo(v.dirty, p.NetworkID, p.ID) // its DHCP entry must go
 	if v.dhcp[p.NetworkID] == p.ID {
 		delete(v.dhcp, p.NetworkID)
+	}
+	if routerOwned(p) {
+		removeFrom(v.byDevice, p.DeviceID, p.ID)
 	}
 }
 

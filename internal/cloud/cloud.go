@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/agent"
+	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
 	"github.com/nimbo-cloud/nimbo/internal/identity"
 	"github.com/nimbo-cloud/nimbo/internal/identityapi"
@@ -26,6 +28,9 @@ import (
 	"github.com/nimbo-cloud/nimbo/internal/server"
 	"github.com/nimbo-cloud/nimbo/internal/store"
 	"github.com/nimbo-cloud/nimbo/internal/store/etcdstore"
+	"github.com/nimbo-cloud/nimbo/internal/underlay"
+	"github.com/nimbo-cloud/nimbo/internal/underlay/flat"
+	"github.com/nimbo-cloud/nimbo/internal/underlay/nat"
 )
 
 // Defaults.
@@ -54,6 +59,19 @@ type Config struct {
 	Host string
 	// NetnsPrefix names the network namespaces the agent makes (default "nimbo").
 	NetnsPrefix string
+	// Underlay is how external networks meet the outside world: "nat"
+	// (default) or "flat".
+	Underlay string
+	// PhysicalInterfaces maps provider physical networks to host
+	// interfaces, for the flat underlay ("public" -> "eth1").
+	PhysicalInterfaces map[string]string
+	// PublicNetwork is the external network a new cloud gets (default:
+	// "public", flat, 172.24.4.0/24); NoPublicNetwork skips it.
+	PublicNetwork   network.PublicNetwork
+	NoPublicNetwork bool
+	// PublishAddr, if valid, is a host address on which every port
+	// forwarding is also published (nat underlay).
+	PublishAddr netip.Addr
 	Logger      *slog.Logger
 	// Progress, when set, is told about each start-up step as it ends.
 	Progress func(step, detail string, took time.Duration)
@@ -77,6 +95,8 @@ type Cloud struct {
 
 	// Host is this host's ID; NetnsPrefix names the agent's namespaces.
 	Host, NetnsPrefix string
+	// Public is the cloud's public network (zero if there is none).
+	Public network.Network
 
 	ln    net.Listener
 	http  *http.Server
@@ -176,13 +196,38 @@ func Up(ctx context.Context, cfg Config) (_ *Cloud, err error) {
 	if err := c.Identity.RegisterService(ctx, "network", "neutron", "nimbo network (Neutron v2.0)", cfg.Region, c.URL+networkapi.Prefix); err != nil {
 		return nil, fmt.Errorf("network: catalog: %w", err)
 	}
-	cfg.Progress("network", "Neutron v2.0 at "+networkapi.Prefix, time.Since(t))
+	detail = "Neutron v2.0 at " + networkapi.Prefix
+	if !cfg.NoPublicNetwork {
+		admin := c.Identity.ListProjects(identity.Filter{Name: "admin", DomainID: identity.DefaultDomainID})
+		if len(admin) != 1 {
+			return nil, fmt.Errorf("network: public network: no admin project")
+		}
+		pub, made, err := c.Network.EnsurePublicNetwork(ctx, admin[0].ID, cfg.PublicNetwork)
+		if err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+		c.Public = pub
+		if made {
+			detail += ", public network " + pub.Name + " created"
+		}
+	}
+	cfg.Progress("network", detail, time.Since(t))
 
 	t = time.Now()
 	if c.ns, err = hostnet.OpenSelf(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	c.agent = agent.New(agent.Config{Host: cfg.Host, Network: c.Network, NS: c.ns, NetnsPrefix: cfg.NetnsPrefix, Logger: cfg.Logger})
+	var u underlay.Underlay
+	switch cfg.Underlay {
+	case "", "nat":
+		u = nat.New(c.ns, cfg.Logger)
+	case "flat":
+		u = flat.New(c.ns, cfg.PhysicalInterfaces, cfg.Logger)
+	default:
+		return nil, fmt.Errorf("underlay %q: %w (nat or flat)", cfg.Underlay, errdefs.ErrInvalid)
+	}
+	c.agent = agent.New(agent.Config{Host: cfg.Host, Network: c.Network, NS: c.ns, NetnsPrefix: cfg.NetnsPrefix,
+		Underlay: u, PublishAddr: cfg.PublishAddr, Logger: cfg.Logger})
 	if err := c.agent.Reconcile(ctx); err != nil {
 		// Not fatal: the agent keeps retrying and says why in the log.
 		cfg.Logger.Warn("agent: first pass incomplete", "err", err)
@@ -193,7 +238,9 @@ func Up(ctx context.Context, cfg Config) (_ *Cloud, err error) {
 		defer close(c.done)
 		_ = c.agent.Run(actx)
 	}()
-	cfg.Progress("agent", "host "+cfg.Host+": bridges, DHCP, probes and firewall reconciled", time.Since(t))
+	cfg.Progress("agent", "host "+cfg.Host+": bridges, DHCP, routers, probes and firewall reconciled", time.Since(t))
+	us := c.agent.UnderlayStatus()
+	cfg.Progress("underlay", u.Name()+": "+us.Message, 0)
 
 	t = time.Now()
 	srv := server.New(c.Identity, c.AuthURL, cfg.Logger)

@@ -149,6 +149,10 @@ type Router struct {
 	AdminStateUp bool           `json:"admin_state_up"`
 	Gateway      *RouterGateway `json:"gateway,omitempty"`
 	Routes       []Route        `json:"routes,omitempty"` // extraroute
+	// Status is what the agent last reported (StatusActive once its
+	// namespace, legs and NAT are in place, StatusError when it failed);
+	// empty until then.
+	Status string `json:"status,omitempty"`
 }
 
 // RouterGateway is a router's leg on an external network.
@@ -172,6 +176,10 @@ type FloatingIP struct {
 	FixedIP     netip.Addr `json:"fixed_ip,omitzero"`
 	RouterID    string     `json:"router_id,omitempty"`
 	FixedSubnet string     `json:"fixed_subnet,omitempty"`
+	// Status is what the agent last reported: StatusActive while the
+	// address is NATed to its fixed IP or carries port forwardings,
+	// StatusDown otherwise; empty until then.
+	Status string `json:"status,omitempty"`
 }
 
 // PortForwarding maps an external port range of a floating IP to a range of

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/nimbo-cloud/nimbo/internal/underlay"
+)
+
+// setUnderlay hands the external networks wired here (their bridges exist
+// by now) and the addresses routers use on them to the underlay, and
+// records what it reports.
+func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*routerState) error {
+	if a.cfg.Underlay == nil {
+		return nil
+	}
+	svc := a.cfg.Network
+	cfg := underlay.Config{BridgePrefix: bridgePrefix}
+	published := map[underlay.Publish]bool{} // by protocol and host port (Target zero)
+	for br, n := range d.bridges {
+		if !n.External {
+			continue
+		}
+		ext := underlay.External{NetworkID: n.ID, Bridge: br, PhysicalNetwork: n.PhysicalNetwork}
+		for _, sn := range svc.NetworkSubnets(n.ID) {
+			if sn.CIDR.Addr().Is4() {
+				ext.CIDR, ext.Gateway = sn.CIDR, sn.Gateway
+				break
+			}
+		}
+		if !ext.CIDR.IsValid() {
+			continue // no subnet yet: nothing to connect
+		}
+		for _, st := range routers {
+			if st.gateway == nil || st.gateway.NetworkID != n.ID {
+				continue
+			}
+			for _, p := range st.rules.GatewayAddrs(32) {
+				if ext.CIDR.Contains(p.Addr()) {
+					ext.Addresses = append(ext.Addresses, p.Addr())
+				}
+			}
+			if a.cfg.PublishAddr.IsValid() {
+				for _, f := range st.rules.Forwards {
+					proto := underlay.TCP
+					if f.Protocol == 17 {
+						proto = underlay.UDP
+					}
+					for port := int(f.ExternalPortMin); port <= int(max(f.ExternalPortMax, f.ExternalPortMin)); port++ {
+						key := underlay.Publish{Protocol: proto, Host: netip.AddrPortFrom(a.cfg.PublishAddr, uint16(port))}
+						if published[key] {
+							continue // the same port of two floating IPs: the host publishes the first
+						}
+						published[key] = true
+						cfg.Published = append(cfg.Published, underlay.Publish{Protocol: proto, Host: key.Host,
+							Target: netip.AddrPortFrom(f.External, uint16(port))})
+					}
+				}
+			}
+		}
+		cfg.Externals = append(cfg.Externals, ext)
+	}
+	st, err := a.cfg.Underlay.Set(ctx, cfg)
+	a.mu.Lock()
+	changed := st.Message != a.uStatus.Message
+	a.uStatus = st
+	a.mu.Unlock()
+	if changed && st.Message != "" {
+		a.log.Info("underlay: "+st.Message, "mode", a.cfg.Underlay.Name(), "uplink", st.Uplink, "egress", st.Egress)
+	}
+	return err
+}
+
+// UnderlayStatus is what the underlay reported at the last pass.
+func (a *Agent) UnderlayStatus() underlay.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.uStatus
+}
