@@ -72,7 +72,15 @@ type Agent struct {
 	mu      sync.Mutex
 	servers map[string]*dhcpRunning   // network ID -> running server
 	routers map[string]*routerRunning // router ID -> its open namespace, NAT and metadata listener
-	uStatus underlay.Status           // what the underlay's last Set reported
+
+	// Used by Reconcile only. A network or router whose fingerprint (all
+	// that its kernel state is made from) is unchanged since it was last
+	// built without error is not checked against the kernel again until
+	// the next full pass (every ResyncEvery, and after a failed one).
+	netFP, routerFP      map[string]string
+	lastFull             time.Time
+	lastNetns, lastLinks map[string]bool // what the previous pass wanted
+	uStatus              underlay.Status // what the underlay's last Set reported
 }
 
 // New returns an agent; call Run.
@@ -84,7 +92,7 @@ func New(cfg Config) *Agent {
 		cfg.Logger = slog.Default()
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger, fw: nft.New(cfg.NS, cfg.Logger), servers: map[string]*dhcpRunning{},
-		routers: map[string]*routerRunning{}, view: newPortView(cfg.Network, cfg.Host)}
+		routers: map[string]*routerRunning{}, netFP: map[string]string{}, routerFP: map[string]string{}, view: newPortView(cfg.Network, cfg.Host)}
 }
 
 // DHCPNetns is the namespace serving DHCP for a network.
@@ -126,6 +134,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			}
 		case <-retry:
+		case <-time.After(ResyncEvery): // a full pass is due
 		}
 	}
 }
@@ -154,6 +163,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
+	full := a.lastFull.IsZero() || time.Since(a.lastFull) > ResyncEvery
 	routers, routerNets := a.l3State()
 	for _, n := range svc.AllNetworks() {
 		subnets := svc.NetworkSubnets(n.ID)
@@ -164,6 +174,12 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 		br := BridgeName(n.ID)
 		d.bridges[br], d.links[br] = n, true
+		fp := a.networkFingerprint(n, subnets, local)
+		if !full && a.netFP[n.ID] == fp && a.skipNetwork(ctx, n, serveDHCP, local, &d, &errs) {
+			continue // nothing of it changed since it was last built
+		}
+		delete(a.netFP, n.ID)
+		nerrs := len(errs)
 		if err := a.cfg.NS.EnsureBridge(ctx, br, bridgeMAC(n.ID), n.MTU); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: bridge: %w", n.ID, err))
 			continue
@@ -188,12 +204,22 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			}
 			d.fwPorts = append(d.fwPorts, firewallPort(p, hostnet.IfName(probePrefix, p.ID)))
 		}
+		if len(errs) == nerrs {
+			a.netFP[n.ID] = fp
+		}
 	}
 	if err := a.setUnderlay(ctx, d, routers); err != nil {
 		errs = append(errs, fmt.Errorf("underlay: %w", err))
 	}
-	for _, st := range routers {
-		if err := a.ensureRouter(ctx, st, &d); err != nil && !errdefs.IsNotFound(err) {
+	for id, st := range routers {
+		fp := routerFingerprint(st)
+		if !full && a.routerFP[id] == fp && a.skipRouter(st, &d) {
+			continue
+		}
+		delete(a.routerFP, id)
+		if err := a.ensureRouter(ctx, st, &d); err == nil {
+			a.routerFP[id] = fp
+		} else if !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("router %s: %w", st.router.ID, err))
 			if serr := svc.SetRouterStatus(ctx, st.router.ID, network.StatusError); serr != nil && !errdefs.IsNotFound(serr) {
 				errs = append(errs, serr)
@@ -203,8 +229,24 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err := a.applyFirewall(ctx, d); err != nil {
 		errs = append(errs, fmt.Errorf("firewall: %w", err))
 	}
-	if err := a.collect(ctx, d); err != nil {
+	if err := a.collect(ctx, d, full); err != nil {
 		errs = append(errs, fmt.Errorf("garbage collection: %w", err))
+	}
+	for id := range a.netFP {
+		if _, ok := d.bridges[BridgeName(id)]; !ok {
+			delete(a.netFP, id)
+		}
+	}
+	for id := range a.routerFP {
+		if _, ok := routers[id]; !ok {
+			delete(a.routerFP, id)
+		}
+	}
+	if full {
+		a.lastFull = time.Time{}
+		if len(errs) == 0 {
+			a.lastFull = time.Now()
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -345,8 +387,12 @@ func firewallRule(r network.Rule) nft.Rule {
 
 // collect removes what is no longer desired: links, namespaces and DHCP
 // servers (and their ports) of networks and probes that are gone.
-func (a *Agent) collect(ctx context.Context, d desired) error {
+func (a *Agent) collect(ctx context.Context, d desired, full bool) error {
 	var errs []error
+	// The kernel is listed only when something may have gone: on full
+	// passes and when a name desired at the last pass no longer is.
+	scan := full || gone(a.lastNetns, d.netns) || gone(a.lastLinks, d.links)
+	a.lastNetns, a.lastLinks = d.netns, d.links
 	a.mu.Lock()
 	for id, srv := range a.servers {
 		if !d.dhcp[id] {
@@ -357,6 +403,9 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 	a.mu.Unlock()
 	a.stopRouters(&d)
 	for _, prefix := range []string{a.cfg.NetnsPrefix + "-dhcp-", a.cfg.NetnsPrefix + "-probe-", a.cfg.NetnsPrefix + "-router-"} {
+		if !scan {
+			break
+		}
 		names, err := hostnet.ListNetns(prefix)
 		if err != nil {
 			errs = append(errs, err)
@@ -371,6 +420,9 @@ func (a *Agent) collect(ctx context.Context, d desired) error {
 		}
 	}
 	for _, prefix := range []string{bridgePrefix, dhcpPrefix, probePrefix, routerIntPrefix, routerGwPrefix} {
+		if !scan {
+			break
+		}
 		links, err := a.cfg.NS.ListLinks(ctx, prefix)
 		if err != nil {
 			errs = append(errs, err)

@@ -39,7 +39,7 @@ func TestAgentRestartAdopts(t *testing.T) {
 	c.probeCreate(admin, "--name", "a", "net1")
 	ipB := c.probeCreate(admin, "--name", "b", "net1")
 	before := c.linkIndexes()
-	if len(before) != 4 { // bridge, DHCP veth, two probe veths
+	if len(before) != 5 { // the public network's bridge, net1's bridge, DHCP veth, two probe veths
 		t.Fatalf("agent links before restart: %v", before)
 	}
 	if code := first.stop(); code != 0 {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbo-cloud/nimbo/internal/agent"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	underlaynat "github.com/nimbo-cloud/nimbo/internal/underlay/nat"
 )
 
 // probeIP is the address in `nimbo probe create` output's ADDRESSES column.
@@ -206,23 +208,34 @@ func TestProbes(t *testing.T) {
 }
 
 // leftovers describes the agent's namespaces, links and nft tables still
-// present, or "".
+// present, or "" — apart from what the cloud's public network needs (its
+// bridge and the underlay's table), which stays as long as it exists.
 func (c *cloud) leftovers() string {
 	var left []string
 	names, _ := hostnet.ListNetns(c.netnsPrefix + "-")
 	left = append(left, names...)
+	publicBridge := ""
+	if id := strings.TrimSpace(c.osOK(c.openrc(), "network", "list", "--external", "--name", "public", "-f", "value", "-c", "ID")); id != "" {
+		publicBridge = agent.BridgeName(id)
+	}
 	ns, err := hostnet.Open(c.ns.Path())
 	if err == nil {
-		for _, prefix := range []string{"nb-", "nd-", "np-"} {
+		for _, prefix := range []string{"nb-", "nd-", "np-", "nr-", "ng-"} {
 			links, _ := ns.ListLinks(context.Background(), prefix)
 			for _, l := range links {
-				left = append(left, "link "+l.Name)
+				if l.Name != publicBridge {
+					left = append(left, "link "+l.Name)
+				}
 			}
 		}
 		ns.Close()
 	}
-	if out, err := c.ns.Command(context.Background(), "nft", "list", "tables").Output(); err == nil && strings.Contains(string(out), "nimbo") {
-		left = append(left, "nft: "+strings.TrimSpace(string(out)))
+	if out, err := c.ns.Command(context.Background(), "nft", "list", "tables").Output(); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if strings.Contains(l, "nimbo") && !(publicBridge != "" && strings.Contains(l, underlaynat.TableName)) {
+				left = append(left, "nft: "+l)
+			}
+		}
 	}
 	if _, err := os.Stat("/run/netns"); err != nil {
 		return strings.Join(left, ", ")
