@@ -35,6 +35,7 @@ func RouterNetns(prefix, routerID string) string { return prefix + "-router-" + 
 type routerRunning struct {
 	ns      *hostnet.NS
 	nat     *nft.RouterNAT
+	applied *nft.RouterRules // what the last successful Apply installed
 	md      *metadata.Server
 	subnets *metadata.Subnets
 }
@@ -217,6 +218,19 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 	if _, err := run.nat.Apply(ctx, st.rules); err != nil {
 		return err
 	}
+	if run.applied != nil {
+		// Flows of floating IPs and forwards that are gone stop now rather
+		// than live on in conntrack (as Neutron's L3 agent does).
+		if gone := goneFlows(*run.applied, st.rules); len(gone) > 0 {
+			n, err := ns.ForgetConnections(ctx, gone)
+			if err != nil {
+				return err
+			}
+			a.log.Debug("agent: router connections forgotten", "router", r.ID, "entries", n)
+		}
+	}
+	applied := st.rules
+	run.applied = &applied
 	if err := a.ensureRouterMetadata(run, mdSubnets); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
@@ -320,4 +334,30 @@ func (a *Agent) stopRouters(d *desired) {
 			delete(a.routers, id)
 		}
 	}
+}
+
+// goneFlows selects the connections translated by floating IPs and forwards
+// that were in before and are not in after.
+func goneFlows(before, after nft.RouterRules) []hostnet.ConnMatch {
+	var out []hostnet.ConnMatch
+	for _, f := range before.FloatingIPs {
+		if !slices.Contains(after.FloatingIPs, f) {
+			out = append(out, hostnet.ConnMatch{Dst: f.External}, hostnet.ConnMatch{Dst: f.External, Reply: true})
+		}
+	}
+	for _, f := range before.Forwards {
+		if slices.Contains(after.Forwards, f) {
+			continue
+		}
+		hi := max(f.ExternalPortMax, f.ExternalPortMin)
+		if hi-f.ExternalPortMin >= 64 {
+			// A wide range: every flow of that protocol to the address.
+			out = append(out, hostnet.ConnMatch{Dst: f.External, Proto: uint8(f.Protocol)})
+			continue
+		}
+		for p := int(f.ExternalPortMin); p <= int(hi); p++ {
+			out = append(out, hostnet.ConnMatch{Dst: f.External, Proto: uint8(f.Protocol), Port: uint16(p)})
+		}
+	}
+	return out
 }

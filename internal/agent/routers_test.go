@@ -1,0 +1,36 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/nft"
+)
+
+func TestGoneFlows(t *testing.T) {
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	fip := nft.FloatingIP{External: a("172.24.4.20"), Internal: a("10.0.0.5")}
+	moved := nft.FloatingIP{External: a("172.24.4.21"), Internal: a("10.0.0.6")}
+	fwd := nft.Forward{Protocol: nft.ProtoTCP, External: a("172.24.4.30"), ExternalPortMin: 2222, Internal: a("10.0.0.7"), InternalPortMin: 22}
+	rng := nft.Forward{Protocol: nft.ProtoUDP, External: a("172.24.4.30"), ExternalPortMin: 5000, ExternalPortMax: 5001, Internal: a("10.0.0.7"), InternalPortMin: 5000, InternalPortMax: 5001}
+	wide := nft.Forward{Protocol: nft.ProtoTCP, External: a("172.24.4.31"), ExternalPortMin: 1000, ExternalPortMax: 2000, Internal: a("10.0.0.8"), InternalPortMin: 1000, InternalPortMax: 2000}
+	before := nft.RouterRules{FloatingIPs: []nft.FloatingIP{fip, moved}, Forwards: []nft.Forward{fwd, rng, wide}}
+	if got := goneFlows(before, before); len(got) != 0 {
+		t.Fatalf("nothing changed, yet %v", got)
+	}
+	movedNow := moved
+	movedNow.Internal = a("10.0.0.9")
+	after := nft.RouterRules{FloatingIPs: []nft.FloatingIP{movedNow}, Forwards: []nft.Forward{fwd}}
+	got := goneFlows(before, after)
+	want := []hostnet.ConnMatch{
+		{Dst: fip.External}, {Dst: fip.External, Reply: true},
+		{Dst: moved.External}, {Dst: moved.External, Reply: true}, // re-associated: its old flows go
+		{Dst: rng.External, Proto: nft.ProtoUDP, Port: 5000}, {Dst: rng.External, Proto: nft.ProtoUDP, Port: 5001},
+		{Dst: wide.External, Proto: nft.ProtoTCP},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("goneFlows = %v\nwant %v", got, want)
+	}
+}
