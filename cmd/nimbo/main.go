@@ -32,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"up", "run an all-in-one cloud on this host (store + API + agent), in the foreground", runUp},
 		{"probe", "create, list, use and delete probes: ports wired into namespaces on this host", runProbe},
+		{"router", "check, step by step, where a router's outbound packets stop (nimbo router check ROUTER)", runRouter},
 		{"doctor", "check that this host can run nimbo, and say how to fix what is missing", runDoctor},
 		{"version", "print nimbo's version", runVersion},
 		{"help", "show help for nimbo or for one command", runHelp},
