@@ -168,9 +168,25 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 	if err := ns.SetLinkUp(ctx, "lo"); err != nil {
 		return err
 	}
-	if err := ns.SetSysctl(ctx, "net.ipv4.ip_forward", "1"); err != nil {
+	// NAT first, forwarding last: no packet may leave through a new leg or
+	// route before the rules that translate it are in place (a tenant
+	// address must never reach the external network untranslated).
+	if _, err := run.nat.Apply(ctx, st.rules); err != nil {
 		return err
 	}
+	if run.applied != nil {
+		// Flows of floating IPs and forwards that are gone stop now rather
+		// than live on in conntrack (as Neutron's L3 agent does).
+		if gone := goneFlows(*run.applied, st.rules); len(gone) > 0 {
+			n, err := ns.ForgetConnections(ctx, gone)
+			if err != nil {
+				return err
+			}
+			a.log.Debug("agent: router connections forgotten", "router", r.ID, "entries", n)
+		}
+	}
+	applied := st.rules
+	run.applied = &applied
 	mdSubnets := map[netip.Prefix]string{}
 	for _, p := range st.interfaces {
 		n, ok := svc.Network(p.NetworkID)
@@ -215,22 +231,9 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 	if err := syncRoutes(ctx, ns, routes); err != nil {
 		return err
 	}
-	if _, err := run.nat.Apply(ctx, st.rules); err != nil {
+	if err := ns.SetSysctl(ctx, "net.ipv4.ip_forward", "1"); err != nil {
 		return err
 	}
-	if run.applied != nil {
-		// Flows of floating IPs and forwards that are gone stop now rather
-		// than live on in conntrack (as Neutron's L3 agent does).
-		if gone := goneFlows(*run.applied, st.rules); len(gone) > 0 {
-			n, err := ns.ForgetConnections(ctx, gone)
-			if err != nil {
-				return err
-			}
-			a.log.Debug("agent: router connections forgotten", "router", r.ID, "entries", n)
-		}
-	}
-	applied := st.rules
-	run.applied = &applied
 	if err := a.ensureRouterMetadata(run, mdSubnets); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
