@@ -54,12 +54,78 @@ func TestPortForwardings(t *testing.T) {
 	wantErr(t, err, errdefs.ErrNotFound, "FloatingIPNotFound")
 	// A floating IP with forwardings cannot also be associated.
 	_, err = s.UpdateFloatingIP(ctx, alice, f.ID, v2.FloatingIPRequest{PortID: &v2.NullString{Value: vm.ID, Valid: true}})
-	wantErr(t, err, errdefs.ErrConflict, "FloatingIPPortAlreadyAssociated")
+	wantErr(t, err, errdefs.ErrConflict, "FipInUseByPortForwarding")
 	// Deleting the internal port drops its forwardings.
 	if err := s.DeletePort(ctx, alice, vm.ID); err != nil {
 		t.Fatal(err)
 	}
 	if pfs, err := s.PortForwardings(alice, f.ID); err != nil || len(pfs) != 0 {
 		t.Fatalf("forwardings left after their port went: %+v %v", pfs, err)
+	}
+	// ... and with them the floating IP's binding to the router.
+	if f, _ = s.GetFloatingIP(alice, f.ID); f.RouterID != "" {
+		t.Fatalf("floating IP still bound to the router: %+v", f)
+	}
+	if _, err := s.RemoveInterface(ctx, alice, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
+		t.Fatalf("interface still in use after the forwardings went: %v", err)
+	}
+}
+
+func TestPortForwardingRouters(t *testing.T) {
+	s, ctx := newService(t)
+	ext, err := s.CreateNetwork(ctx, admin, v2.NetworkRequest{Name: ptr("public"), External: ptr(true), NetworkType: ptr("flat"), PhysicalNetwork: ptr("public")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSubnet(ctx, admin, v2.SubnetRequest{NetworkID: &ext.ID, CIDR: ptr("172.24.4.0/24"), EnableDHCP: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.CreateFloatingIP(ctx, alice, v2.FloatingIPRequest{FloatingNetworkID: &ext.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two subnets behind two routers: a floating IP's forwardings go
+	// through one router.
+	var vms []string
+	for _, cidr := range []string{"10.1.0.0/24", "10.2.0.0/24"} {
+		n, sn := netAndSubnet(t, s, ctx, alice, cidr)
+		r, err := s.CreateRouter(ctx, alice, v2.RouterRequest{ExternalGatewayInfo: &v2.NullGateway{Valid: true, Value: v2.GatewayInfo{NetworkID: ext.ID}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddInterface(ctx, alice, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
+			t.Fatal(err)
+		}
+		vm, err := s.CreatePort(ctx, alice, v2.PortRequest{NetworkID: &n.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms = append(vms, vm.ID)
+	}
+	pf := func(vm string, ext int) v2.PortForwardingRequest {
+		return v2.PortForwardingRequest{Protocol: ptr("tcp"), InternalPortID: &vm, InternalPort: ptr(v2.Int(22)), ExternalPort: ptr(v2.Int(ext))}
+	}
+	first, err := s.CreatePortForwarding(ctx, alice, f.ID, pf(vms[0], 2201))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.CreatePortForwarding(ctx, alice, f.ID, pf(vms[1], 2202))
+	wantErr(t, err, errdefs.ErrInvalid, "BadRequest")
+	// The only forwarding may move behind the other router.
+	if _, err := s.UpdatePortForwarding(ctx, alice, f.ID, first.ID, v2.PortForwardingRequest{InternalPortID: &vms[1]}); err != nil {
+		t.Fatalf("moving the only forwarding: %v", err)
+	}
+	if _, err := s.UpdatePortForwarding(ctx, alice, f.ID, first.ID, v2.PortForwardingRequest{Description: ptr("same place")}); err != nil {
+		t.Fatalf("updating in place: %v", err)
+	}
+	if err := s.DeleteFloatingIP(ctx, alice, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.ListRouters(alice) {
+		for _, p := range s.RouterInterfaces(r.ID) {
+			if _, err := s.RemoveInterface(ctx, alice, r.ID, v2.RouterInterfaceRequest{PortID: p.ID}); err != nil {
+				t.Fatalf("interface in use after the floating IP went: %v", err)
+			}
+		}
 	}
 }

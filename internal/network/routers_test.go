@@ -58,14 +58,19 @@ func TestRouters(t *testing.T) {
 	wantErr(t, s.DeleteSubnet(ctx, alice, sn.ID), errdefs.ErrConflict, "SubnetInUse")
 
 	// Extra routes need a connected next hop.
-	_, err = s.UpdateRouter(ctx, alice, r.ID, v2.RouterRequest{Routes: &[]v2.HostRoute{{Destination: "192.168.9.0/24", NextHop: "10.9.9.9"}}})
+	_, err = s.UpdateRouter(ctx, alice, r.ID, v2.RouterRequest{Routes: &v2.NullRoutes{Valid: true, Value: []v2.HostRoute{{Destination: "192.168.9.0/24", NextHop: "10.9.9.9"}}}})
 	wantErr(t, err, errdefs.ErrInvalid, "InvalidRoutes")
-	r, err = s.UpdateRouter(ctx, alice, r.ID, v2.RouterRequest{Routes: &[]v2.HostRoute{{Destination: "192.168.9.0/24", NextHop: "10.0.0.5"}}})
+	r, err = s.UpdateRouter(ctx, alice, r.ID, v2.RouterRequest{Routes: &v2.NullRoutes{Valid: true, Value: []v2.HostRoute{{Destination: "192.168.9.0/24", NextHop: "10.0.0.5"}}}})
 	if err != nil || len(r.Routes) != 1 {
 		t.Fatalf("extra route: %+v %v", r.Routes, err)
 	}
 
 	wantErr(t, s.DeleteRouter(ctx, alice, r.ID), errdefs.ErrConflict, "RouterInUse")
+	_, err = s.RemoveInterface(ctx, alice, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID})
+	wantErr(t, err, errdefs.ErrConflict, "RouterInterfaceInUseByRoute")
+	if r, err = s.UpdateRouter(ctx, alice, r.ID, v2.RouterRequest{Routes: &v2.NullRoutes{}}); err != nil || len(r.Routes) != 0 {
+		t.Fatalf("routes: null: %+v %v", r.Routes, err)
+	}
 	if _, err := s.RemoveInterface(ctx, alice, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,15 @@
 package networkapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 
+	v2 "github.com/nimbo-cloud/nimbo/api/network/v2"
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/jsondec"
 	"github.com/nimbo-cloud/nimbo/internal/listquery"
@@ -68,6 +72,7 @@ func Register(srv *server.Server, svc *network.Service, base string) *API {
 	authed(v("GET", "/quotas/{project}/details"), a.quotaDetails)
 	authed(v("PUT", "/quotas/{project}"), a.setQuota)
 	authed(v("DELETE", "/quotas/{project}"), a.resetQuota)
+	a.registerL3(authed, v)
 	return a
 }
 
@@ -97,12 +102,20 @@ func decodeBody(r *http.Request, key, collection string) (one json.RawMessage, m
 }
 
 // decodeInto decodes one resource object strictly, naming unknown attributes
-// the way Neutron does.
+// the way Neutron does. An attribute given as null reaches v as a non-nil
+// pointer to its type's zero value when the type tells null from absent
+// (v2.Nullable): encoding/json alone would leave the pointer nil.
 func decodeInto(raw json.RawMessage, v any) error {
 	if len(raw) == 0 || raw[0] != '{' {
 		return errdefs.Invalidf("Invalid input: the resource must be a JSON object.")
 	}
 	err := jsondec.DecodeBytes(raw, v, true)
+	if err != nil {
+		var fe *v2.FieldError
+		if uerr := json.Unmarshal(raw, v); errors.As(uerr, &fe) {
+			return errdefs.Invalidf("%s", fe.Error())
+		}
+	}
 	if err != nil && strings.Contains(err.Error(), "unknown field") {
 		msg := errdefs.Message(err)
 		i := strings.Index(msg, `"`)
@@ -110,7 +123,34 @@ func decodeInto(raw json.RawMessage, v any) error {
 			return errdefs.Invalidf("Unrecognized attribute(s) '%s'", strings.Trim(strings.TrimSuffix(msg[i:], "."), `"`))
 		}
 	}
+	if err == nil {
+		fillNulls(raw, v)
+	}
 	return err
+}
+
+// fillNulls sets the v2.Nullable pointer fields of the struct v points to
+// whose attribute is null in raw to a new zero value (an explicit null).
+func fillNulls(raw json.RawMessage, v any) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return
+	}
+	st := rv.Elem()
+	nullable := reflect.TypeFor[v2.Nullable]()
+	for i := range st.NumField() {
+		f := st.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		val, ok := obj[name]
+		if !ok || string(bytes.TrimSpace(val)) != "null" || f.Type.Kind() != reflect.Pointer || !f.Type.Implements(nullable) {
+			continue
+		}
+		st.Field(i).Set(reflect.New(f.Type.Elem()))
+	}
 }
 
 // render turns a wire struct into the generic map listquery works on.

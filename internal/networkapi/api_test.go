@@ -215,7 +215,7 @@ func TestNeutronAPI(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("extension: %s", r.raw)
 	}
-	e.fault(e.do(e.alice, "GET", "/extensions/router", ""), 404)
+	e.fault(e.do(e.alice, "GET", "/extensions/dvr", ""), 404)
 }
 
 func projectOf(e *env, token string) string {

@@ -28,11 +28,21 @@ var extensions = []v2.Extension{
 	{Name: "Resource revision numbers", Alias: "standard-attr-revisions", Description: "This extension will display the revision number of neutron resources.", Updated: "2016-04-11T10:00:00-00:00"},
 	{Name: "Resource timestamps", Alias: "standard-attr-timestamp", Description: "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", Updated: "2016-09-12T10:00:00-00:00"},
 	{Name: "standard-attr-description", Alias: "standard-attr-description", Description: "Extension to add descriptions to standard attributes", Updated: "2016-02-10T10:00:00-00:00"},
-	{Name: "Tag support for resources with standard attribute: port, subnet, network, security_group", Alias: "standard-attr-tag", Description: "Enables to set tag on resources with standard attribute.", Updated: "2017-01-01T00:00:00-00:00"},
+	{Name: "Tag support for resources with standard attribute: port, subnet, network, security_group, router, floatingip", Alias: "standard-attr-tag", Description: "Enables to set tag on resources with standard attribute.", Updated: "2017-01-01T00:00:00-00:00"},
 	{Name: "Tag support", Alias: "tag", Description: "Enables to set tag on resources.", Updated: "2016-01-01T00:00:00-00:00"},
 	{Name: "IP address substring filtering", Alias: "ip-substring-filtering", Description: "Provides IP address substring filtering when listing ports", Updated: "2017-11-28T09:00:00-00:00"},
 	{Name: "Availability Zone", Alias: "availability_zone", Description: "The availability zone extension.", Updated: "2015-01-01T10:00:00-00:00"},
 	{Name: "Network Availability Zone", Alias: "network_availability_zone", Description: "Availability zone support for network.", Updated: "2015-01-01T10:00:00-00:00"},
+	// L3: routers, floating IPs, port forwardings.
+	{Name: "Neutron L3 Router", Alias: "router", Description: "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.", Updated: "2012-07-20T10:00:00-00:00"},
+	{Name: "Neutron L3 Configurable external gateway mode", Alias: "ext-gw-mode", Description: "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway", Updated: "2013-03-28T10:00:00-00:00"},
+	{Name: "Neutron Extra Route", Alias: "extraroute", Description: "Extra routes configuration for L3 router", Updated: "2013-02-01T10:00:00-00:00"},
+	{Name: "Atomically add/remove extra routes", Alias: "extraroute-atomic", Description: "Edit extra routes of a router on server side by atomically adding/removing extra routes", Updated: "2019-07-10T10:00:00-00:00"},
+	{Name: "Floating IP Port Details Extension", Alias: "fip-port-details", Description: "Add port_details attribute to Floating IP resource", Updated: "2018-04-09T10:00:00-00:00"},
+	{Name: "Floating IP Port Forwarding", Alias: "floating-ip-port-forwarding", Description: "Provide a way to configure port forwarding on Floating IP", Updated: "2018-04-09T10:00:00-00:00"},
+	{Name: "Floating IP Port Forwarding support port ranges", Alias: "floating-ip-port-forwarding-port-ranges", Description: "Add suport to port ranges in Floating IP port forwarding", Updated: "2022-01-14T10:00:00-00:00"},
+	{Name: "Floating IP Port Forwarding new attribute description", Alias: "floating-ip-port-forwarding-description", Description: "Add a description field to Port Forwarding rules", Updated: "2019-11-01T10:00:00-00:00"},
+	{Name: "Expose port forwardings in a floating IP", Alias: "expose-port-forwarding-in-fip", Description: "Expose port forwardings in a floating IP", Updated: "2019-04-29T10:00:00-00:00"},
 }
 
 func init() {

@@ -203,6 +203,10 @@ func (res resource) plural() string {
 // ---- the table ----
 
 func (a *API) resourcesTable() []resource {
+	return append(a.coreResources(), a.l3Resources()...)
+}
+
+func (a *API) coreResources() []resource {
 	return []resource{
 		{
 			key: "network", collection: "networks",
@@ -267,6 +271,11 @@ func (a *API) resourcesTable() []resource {
 				if err := policy.Check("network:delete_network", c, policy.Target{ProjectID: cur.ProjectID}); err != nil {
 					return err
 				}
+				// Unassociated floating IPs do not keep an external network
+				// in use: Neutron deletes them with it.
+				if err := a.svc.ReleaseNetworkFloatingIPs(r.Context(), id); err != nil {
+					return err
+				}
 				return a.svc.DeleteNetwork(r.Context(), c, id)
 			},
 		},
@@ -280,14 +289,21 @@ func (a *API) resourcesTable() []resource {
 				"segment_id": {Kind: listquery.String}, "dns_nameservers": {Kind: listquery.List},
 			})},
 			list: func(r *http.Request) ([]map[string]any, error) {
+				c := creds(r)
 				var out []map[string]any
-				for _, sn := range a.svc.ListSubnets(creds(r)) {
-					out = append(out, render(subnetWire(sn)))
+				for _, sn := range a.svc.ListSubnets(c) {
+					if a.subnetVisible(c, sn) {
+						out = append(out, render(subnetWire(sn)))
+					}
 				}
 				return out, nil
 			},
 			show: func(r *http.Request, id string) (map[string]any, error) {
-				sn, err := a.svc.GetSubnet(creds(r), id)
+				c := creds(r)
+				sn, err := a.svc.GetSubnet(c, id)
+				if err == nil && !a.subnetVisible(c, sn) {
+					err = errdefs.Typed("SubnetNotFound", errdefs.NotFoundf("Subnet %s could not be found.", id))
+				}
 				return render(subnetWire(sn)), err
 			},
 			create: func(r *http.Request, raw json.RawMessage) (map[string]any, string, error) {
@@ -421,6 +437,14 @@ func (a *API) resourcesTable() []resource {
 			remove: func(r *http.Request, id string) error { return a.svc.DeleteRule(r.Context(), creds(r), id) },
 		},
 	}
+}
+
+// subnetVisible applies Neutron's get_subnet rule (the subnet's project, or
+// a shared network): the subnets of an external network that is not shared
+// are not shown to other projects, although the network itself is.
+func (a *API) subnetVisible(c policy.Creds, sn network.Subnet) bool {
+	n, err := a.svc.GetNetwork(c, sn.NetworkID)
+	return err == nil && policy.Allowed("network:get_subnet", c, policy.Target{ProjectID: sn.ProjectID, Shared: n.Shared})
 }
 
 // networkFieldPolicy checks the admin-only attributes of a network request.

@@ -202,11 +202,17 @@ func init() {
 		"network:delete_router":                                          adminOrOwner,
 		"network:add_router_interface":                                   adminOrOwner,
 		"network:remove_router_interface":                                adminOrOwner,
+		"network:add_extraroutes":                                        adminOrOwner,
+		"network:remove_extraroutes":                                     adminOrOwner,
 		"network:create_floatingip":                                      Anyone,
 		"network:create_floatingip:floating_ip_address":                  Admin,
 		"network:get_floatingip":                                         adminOrOwner,
 		"network:update_floatingip":                                      adminOrOwner,
 		"network:delete_floatingip":                                      adminOrOwner,
+		"network:create_floatingip_port_forwarding":                      adminOrOwner, // target: the floating IP's owner
+		"network:get_floatingip_port_forwarding":                         adminOrOwner,
+		"network:update_floatingip_port_forwarding":                      adminOrOwner,
+		"network:delete_floatingip_port_forwarding":                      adminOrOwner,
 	} {
 		rules[action] = r
 	}

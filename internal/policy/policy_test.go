@@ -62,3 +62,32 @@ func TestMust(t *testing.T) {
 	}()
 	policy.Must("identity:typo")
 }
+
+func TestL3Rules(t *testing.T) {
+	admin := policy.Creds{UserID: "a", ProjectID: "p-admin", Roles: []string{"admin", "member", "reader"}}
+	member := policy.Creds{UserID: "m", ProjectID: "p1", Roles: []string{"member", "reader"}}
+	own, other := policy.Target{ProjectID: "p1"}, policy.Target{ProjectID: "p2"}
+	for _, c := range []struct {
+		c      policy.Creds
+		action string
+		t      policy.Target
+		ok     bool
+	}{
+		{member, "network:create_router", policy.Target{}, true},
+		{member, "network:create_router:external_gateway_info:enable_snat", policy.Target{}, false},
+		{member, "network:update_router:external_gateway_info:external_fixed_ips", policy.Target{}, false},
+		{admin, "network:update_router:external_gateway_info:external_fixed_ips", policy.Target{}, true},
+		{member, "network:add_router_interface", own, true},
+		{member, "network:add_router_interface", other, false},
+		{member, "network:add_extraroutes", own, true},
+		{member, "network:remove_extraroutes", other, false},
+		{member, "network:create_floatingip:floating_ip_address", policy.Target{}, false},
+		{member, "network:create_floatingip_port_forwarding", own, true},
+		{member, "network:get_floatingip_port_forwarding", other, false},
+		{admin, "network:delete_floatingip_port_forwarding", other, true},
+	} {
+		if err := policy.Check(c.action, c.c, c.t); (err == nil) != c.ok {
+			t.Errorf("%s as %v on %+v: allowed=%v, want %v", c.action, c.c.Roles, c.t, err == nil, c.ok)
+		}
+	}
+}

@@ -89,10 +89,11 @@ func TestNetworkCLI(t *testing.T) {
 	c.osOK(admin, "port", "delete", "p1", "p2")
 	c.osOK(admin, "security", "group", "delete", "web")
 	c.osOK(admin, "network", "delete", "net1")
-	if out := c.osOK(admin, "network", "list", "-f", "value"); strings.TrimSpace(out) != "" {
+	// Only the cloud's own external network stays.
+	if out := c.osOK(admin, "network", "list", "--internal", "-f", "value"); strings.TrimSpace(out) != "" {
 		t.Errorf("networks left: %q", out)
 	}
-	if out := c.osOK(admin, "subnet", "list", "-f", "value"); strings.TrimSpace(out) != "" {
+	if out := c.osOK(admin, "subnet", "list", "-f", "value", "-c", "Name"); strings.TrimSpace(out) != "public-subnet" {
 		t.Errorf("subnets left: %q", out)
 	}
 }

@@ -98,3 +98,35 @@ func (n *Int) UnmarshalJSON(b []byte) error {
 	*n = Int(v.Value)
 	return nil
 }
+
+// FieldError is a request attribute that is present but invalid; its
+// message is Neutron's "Invalid input for <field>. Reason: <reason>.".
+type FieldError struct {
+	Field, Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("Invalid input for %s. Reason: %s.", e.Field, e.Reason)
+}
+
+// Nullable is implemented by the attribute types that tell an explicit JSON
+// null (their zero value) from an absent attribute (a nil pointer).
+// encoding/json sets a pointer field to nil for null without calling
+// UnmarshalJSON, so a decoder that must see the null sets such fields to a
+// new zero value itself (see internal/networkapi).
+type Nullable interface{ JSONNull() }
+
+// JSONNull implements Nullable.
+func (*NullString) JSONNull() {}
+
+// JSONNull implements Nullable.
+func (*NullInt) JSONNull() {}
+
+// JSONNull implements Nullable.
+func (*NullStringOrInt) JSONNull() {}
+
+// JSONNull implements Nullable.
+func (*NullGateway) JSONNull() {}
+
+// JSONNull implements Nullable.
+func (*NullRoutes) JSONNull() {}

@@ -3,7 +3,13 @@
 // resources exactly as OpenStack clients expect them. No logic.
 package v2
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // TimeFormat is Neutron's timestamp layout.
 const TimeFormat = "2006-01-02T15:04:05Z"
@@ -249,32 +255,19 @@ type Extension struct {
 	Links       []any  `json:"links"`
 }
 
-// GatewayInfo is a router's external_gateway_info in requests and responses.
+// GatewayInfo is a router's external_gateway_info in a request. Decoding
+// is strict: unknown keys are rejected, as Neutron's dict validator does.
 type GatewayInfo struct {
-	NetworkID        string    `json:"network_id,omitempty"`
-	EnableSNAT       *bool     `json:"enable_snat,omitempty"`
-	ExternalFixedIPs []FixedIP `json:"external_fixed_ips,omitempty"`
+	NetworkID        string    `json:"network_id"`
+	EnableSNAT       *bool     `json:"enable_snat"`
+	ExternalFixedIPs []FixedIP `json:"external_fixed_ips"`
 }
 
-// RouterRequest is the "router" object of a create or update. A null or
-// empty external_gateway_info clears the gateway.
-type RouterRequest struct {
-	Name                  *string      `json:"name"`
-	Description           *string      `json:"description"`
-	ProjectID             *string      `json:"project_id"`
-	TenantID              *string      `json:"tenant_id"`
-	AdminStateUp          *bool        `json:"admin_state_up"`
-	ExternalGatewayInfo   *NullGateway `json:"external_gateway_info"`
-	Routes                *[]HostRoute `json:"routes"`
-	Distributed           *bool        `json:"distributed"`
-	HA                    *bool        `json:"ha"`
-	AvailabilityZoneHints *[]string    `json:"availability_zone_hints"`
-}
-
-// NullGateway is external_gateway_info that may be null.
+// NullGateway is external_gateway_info in a request: null or {} clears the
+// gateway (Valid false); any other object must name network_id.
 type NullGateway struct {
 	Value GatewayInfo
-	Valid bool // false: null or {} (clear the gateway)
+	Valid bool
 }
 
 // UnmarshalJSON implements json.Unmarshaler.
@@ -283,17 +276,119 @@ func (n *NullGateway) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	if err := json.Unmarshal(b, &n.Value); err != nil {
-		return err
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return &FieldError{Field: "external_gateway_info", Reason: "it must be an object or null"}
 	}
-	n.Valid = n.Value.NetworkID != ""
+	if len(keys) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&n.Value); err != nil {
+		reason := err.Error()
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			reason = fmt.Sprintf("'%s' has the wrong type (%s)", te.Field, te.Value)
+		case strings.HasPrefix(reason, "json: unknown field "):
+			reason = "unexpected keys supplied: " + strings.Trim(strings.TrimPrefix(reason, "json: unknown field "), `"`)
+		}
+		return &FieldError{Field: "external_gateway_info", Reason: reason}
+	}
+	if n.Value.NetworkID == "" {
+		return &FieldError{Field: "external_gateway_info", Reason: "'network_id' is required"}
+	}
+	n.Valid = true
 	return nil
+}
+
+// NullRoutes is a router's routes in a request; null means no routes, as
+// Neutron's convert_none_to_empty_list.
+type NullRoutes struct {
+	Value []HostRoute
+	Valid bool // false: null
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *NullRoutes) UnmarshalJSON(b []byte) error {
+	*n = NullRoutes{}
+	if string(b) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&n.Value); err != nil {
+		return &FieldError{Field: "routes", Reason: "it must be a list of {destination, nexthop} objects"}
+	}
+	n.Valid = true
+	return nil
+}
+
+// RouterRequest is the "router" object of a create or update.
+type RouterRequest struct {
+	Name                *string      `json:"name"`
+	Description         *string      `json:"description"`
+	ProjectID           *string      `json:"project_id"`
+	TenantID            *string      `json:"tenant_id"`
+	AdminStateUp        *bool        `json:"admin_state_up"`
+	ExternalGatewayInfo *NullGateway `json:"external_gateway_info"`
+	Routes              *NullRoutes  `json:"routes"`
+	Distributed         *bool        `json:"distributed"`
+	HA                  *bool        `json:"ha"`
+}
+
+// ExternalFixedIP is one address of a router's gateway.
+type ExternalFixedIP struct {
+	SubnetID  string `json:"subnet_id"`
+	IPAddress string `json:"ip_address"`
+}
+
+// ExternalGateway is a router's external_gateway_info in responses.
+type ExternalGateway struct {
+	NetworkID        string            `json:"network_id"`
+	EnableSNAT       bool              `json:"enable_snat"`
+	ExternalFixedIPs []ExternalFixedIP `json:"external_fixed_ips"`
+}
+
+// Router is a router resource.
+type Router struct {
+	ID                  string           `json:"id"`
+	Name                string           `json:"name"`
+	Description         string           `json:"description"`
+	ProjectID           string           `json:"project_id"`
+	TenantID            string           `json:"tenant_id"`
+	AdminStateUp        bool             `json:"admin_state_up"`
+	Status              string           `json:"status"`
+	ExternalGatewayInfo *ExternalGateway `json:"external_gateway_info"`
+	Routes              []HostRoute      `json:"routes"`
+	Tags                []string         `json:"tags"`
+	CreatedAt           string           `json:"created_at"`
+	UpdatedAt           string           `json:"updated_at"`
+	RevisionNumber      int64            `json:"revision_number"`
 }
 
 // RouterInterfaceRequest is the body of add/remove_router_interface.
 type RouterInterfaceRequest struct {
 	SubnetID string `json:"subnet_id,omitempty"`
 	PortID   string `json:"port_id,omitempty"`
+}
+
+// RouterInterface is the answer of add/remove_router_interface.
+type RouterInterface struct {
+	ID        string   `json:"id"` // the router
+	TenantID  string   `json:"tenant_id"`
+	ProjectID string   `json:"project_id"`
+	PortID    string   `json:"port_id"`
+	SubnetID  string   `json:"subnet_id"`
+	SubnetIDs []string `json:"subnet_ids"`
+	NetworkID string   `json:"network_id"`
+}
+
+// ExtraRoutesRequest is the body of add_extraroutes/remove_extraroutes
+// (extraroute-atomic): {"router": {"routes": [...]}}.
+type ExtraRoutesRequest struct {
+	Routes *[]HostRoute `json:"routes"`
 }
 
 // FloatingIPRequest is the "floatingip" object of a create or update.
@@ -308,6 +403,49 @@ type FloatingIPRequest struct {
 	TenantID          *string     `json:"tenant_id"`
 }
 
+// PortDetails is a floating IP's port_details (fip-port-details): a summary
+// of the port it is associated with.
+type PortDetails struct {
+	Name         string `json:"name"`
+	NetworkID    string `json:"network_id"`
+	MACAddress   string `json:"mac_address"`
+	AdminStateUp bool   `json:"admin_state_up"`
+	Status       string `json:"status"`
+	DeviceID     string `json:"device_id"`
+	DeviceOwner  string `json:"device_owner"`
+}
+
+// FloatingIPForwarding is one entry of a floating IP's port_forwardings
+// (expose-port-forwarding-in-fip); single ports only carry the port numbers.
+type FloatingIPForwarding struct {
+	ID                string `json:"id"`
+	InternalIPAddress string `json:"internal_ip_address"`
+	Protocol          string `json:"protocol"`
+	InternalPort      *int   `json:"internal_port,omitempty"`
+	ExternalPort      *int   `json:"external_port,omitempty"`
+	InternalPortID    string `json:"internal_port_id"`
+}
+
+// FloatingIP is a floating IP resource.
+type FloatingIP struct {
+	ID                string                 `json:"id"`
+	Description       string                 `json:"description"`
+	ProjectID         string                 `json:"project_id"`
+	TenantID          string                 `json:"tenant_id"`
+	FloatingNetworkID string                 `json:"floating_network_id"`
+	FloatingIPAddress string                 `json:"floating_ip_address"`
+	PortID            *string                `json:"port_id"`
+	FixedIPAddress    *string                `json:"fixed_ip_address"`
+	RouterID          *string                `json:"router_id"`
+	Status            string                 `json:"status"`
+	PortDetails       *PortDetails           `json:"port_details"`
+	PortForwardings   []FloatingIPForwarding `json:"port_forwardings"`
+	Tags              []string               `json:"tags"`
+	CreatedAt         string                 `json:"created_at"`
+	UpdatedAt         string                 `json:"updated_at"`
+	RevisionNumber    int64                  `json:"revision_number"`
+}
+
 // PortForwardingRequest is the "port_forwarding" object of a create or update.
 type PortForwardingRequest struct {
 	Protocol          *string `json:"protocol"`
@@ -318,4 +456,18 @@ type PortForwardingRequest struct {
 	InternalPortRange *string `json:"internal_port_range"`
 	ExternalPortRange *string `json:"external_port_range"`
 	Description       *string `json:"description"`
+}
+
+// PortForwarding is a floating IP port forwarding: the ranges are always
+// "N:M"; the single-port attributes are set when a range is one port.
+type PortForwarding struct {
+	ID                string `json:"id"`
+	Protocol          string `json:"protocol"`
+	InternalPortID    string `json:"internal_port_id"`
+	InternalIPAddress string `json:"internal_ip_address"`
+	InternalPort      *int   `json:"internal_port"`
+	ExternalPort      *int   `json:"external_port"`
+	InternalPortRange string `json:"internal_port_range"`
+	ExternalPortRange string `json:"external_port_range"`
+	Description       string `json:"description"`
 }
