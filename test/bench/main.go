@@ -52,6 +52,9 @@ type config struct {
 	portN, portLoadN, portClients int
 	listN, probeN, probeCLIN      int
 	probePoll, probeTimeout       time.Duration
+
+	// The router part (nimbo only; see routerbench.go), with its result.
+	routers *routerOptions
 }
 
 // nimboData is nimbo's data dir; nimboOpenrc the admin credentials it writes.
@@ -106,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logf("nimbo: removed the %d namespace(s) its agent left: %s", len(names), strings.Join(names, " "))
 	}
 
+	if cfg.routers.enabled && ctx.Err() == nil && rep.results[0].fatal == "" {
+		cfg.routers.result = runRouters(ctx, cfg, logf)
+	}
+
 	ks := target{name: "Keystone", base: "http://" + cfg.keystoneListen + "/v3", missing: cfg.keystoneMissing}
 	if ks.missing == "" {
 		ks.desc, ks.argv, ks.missing = describeKeystone(cfg)
@@ -131,6 +138,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if nr := rep.results[0].net; nr != nil && nr.fatal != "" {
 		return 1 // nimbo's network service failed (scripts/bench then keeps the logs)
+	}
+	if rr := cfg.routers.result; rr != nil && rr.fatal != "" {
+		return 1
 	}
 	return 0
 }
@@ -186,6 +196,19 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 	fs.IntVar(&cfg.probeCLIN, "probe-cli-n", 5, "runs of `nimbo probe create` at each checkpoint")
 	fs.DurationVar(&cfg.probePoll, "probe-poll", time.Millisecond, "how often a new probe's status (and a deleted one's namespace) is polled")
 	fs.DurationVar(&cfg.probeTimeout, "probe-timeout", 30*time.Second, "how long a probe may take to become ACTIVE, or its namespace to go once deleted")
+	ro := &routerOptions{}
+	cfg.routers = ro
+	fs.BoolVar(&ro.enabled, "routers", true, "measure nimbo's routers, floating IPs and port forwarding too (a second `nimbo up` with a fresh data dir, after the network part)")
+	fs.IntVar(&ro.n, "router-n", 20, "routers created one after the other, each timed until its SNAT passes a packet (at most 250)")
+	fs.IntVar(&ro.fipN, "router-fip-n", 20, "floating IP creates, each timed until a packet gets through, at each -router-forwards checkpoint")
+	fs.IntVar(&ro.pfN, "router-pf-n", 20, "port forwarding creates, each timed until a packet gets through, at each -router-forwards checkpoint (at most 999)")
+	forwards := fs.String("router-forwards", "10,1000", "comma-separated numbers of port forwardings on the router at which floating IP and forward creates are measured (at most 35000; e.g. 10,1000,10000)")
+	fs.StringVar(&ro.iperf3, "iperf3", "iperf3", "iperf3 binary (Debian's package) for the NAT throughput")
+	fs.DurationVar(&ro.iperfTime, "router-iperf-time", 2*time.Second, "duration of each iperf3 run (whole seconds)")
+	fs.IntVar(&ro.iperfRuns, "router-iperf-runs", 3, "iperf3 runs per path, the paths interleaved (0: no throughput measurement)")
+	fs.IntVar(&ro.restartN, "router-restart-n", 1000, "routers (each with a gateway and one interface) nimbo is restarted with (0: no restart measurement)")
+	fs.IntVar(&ro.clients, "router-clients", 8, "concurrent clients creating and deleting the routers of -router-restart-n")
+	fs.DurationVar(&ro.timeout, "router-timeout", 10*time.Second, "how long a first packet may take to get through, or a router's namespace to go")
 	switch err := fs.Parse(args); {
 	case err == flag.ErrHelp:
 		return cfg, 0
@@ -230,6 +253,14 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 	var err error
 	if cfg.checkpoints, err = parseCheckpoints(*checkpoints); err != nil {
 		fmt.Fprintf(stderr, "bench: -ports: %v\n", err)
+		return cfg, 2
+	}
+	if ro.forwards, err = parseCheckpoints(*forwards); err != nil {
+		fmt.Fprintf(stderr, "bench: -router-forwards: %v\n", err)
+		return cfg, 2
+	}
+	if ro.forwards[len(ro.forwards)-1] > 35000 || len(ro.forwards) > 25 || ro.pfN > 999 || ro.n > 250 || ro.clients < 1 || ro.timeout <= 0 {
+		fmt.Fprintln(stderr, "bench: -router-forwards: at most 25 checkpoints up to 35000; -router-pf-n at most 999, -router-n at most 250; -router-clients and -router-timeout positive")
 		return cfg, 2
 	}
 	if cfg.fillBatch < 1 || cfg.fillClients < 1 || cfg.portClients < 1 || cfg.probePoll <= 0 {

@@ -47,6 +47,7 @@ func rate(s stats) float64 {
 
 // networkMarkdown renders the network part of nimbo's run.
 func (rep *report) networkMarkdown(p func(string, ...any)) {
+	defer rep.routersMarkdown(p) // "Network II" follows, whatever happened here
 	cfg := rep.cfg
 	nimbo := rep.results[0]
 	nr := nimbo.net
