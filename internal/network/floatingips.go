@@ -286,9 +286,7 @@ func (s *Service) DeleteFloatingIP(ctx context.Context, c policy.Creds, id strin
 func (s *Service) fipDeleteTxn(f FloatingIP, rev int64) store.Txn {
 	t := store.Txn{Conds: []store.Cond{atRev(fipKey(f.ID), rev)},
 		Ops: append([]store.Op{del(fipKey(f.ID)), unownOp(f.ProjectID, "floatingip", f.ID), {Kind: store.OpDeletePrefix, Key: pPortFwd + f.ID + "/"}}, dissociateOps(f)...)}
-	for _, pf := range store.ListJSON[PortForwarding](s.cache, pPortFwd+f.ID+"/") {
-		t.Ops = append(t.Ops, s.pfIndexDeleteOps(f.RouterID, pf.ID)...)
-	}
+	t.Ops = append(t.Ops, s.pfIndexDeleteOps(f.RouterID, f.ID, "")...)
 	if p, prev, ok := store.GetJSON[Port](s.cache, portKey(f.PortID)); ok {
 		t.Conds = append(t.Conds, atRev(portKey(p.ID), prev))
 		t.Ops = append(t.Ops, portDeleteOps(p)...)
@@ -363,13 +361,23 @@ func (s *Service) portFIPOps(p Port) ([]store.Cond, []store.Op) {
 	}
 	for fipID, pfs := range gone {
 		f, rev, ok := store.GetJSON[FloatingIP](s.cache, fipKey(fipID))
-		for _, id := range pfs {
-			ops = append(ops, del(portFwdKey(fipID, id)))
+		all := len(s.cache.List(pPortFwd+fipID+"/")) == len(pfs)
+		if all {
+			// All of the floating IP's forwardings: in a constant number of
+			// operations, however many there are.
+			ops = append(ops, store.Op{Kind: store.OpDeletePrefix, Key: pPortFwd + fipID + "/"})
 			if ok {
-				ops = append(ops, s.pfIndexDeleteOps(f.RouterID, id)...)
+				ops = append(ops, s.pfIndexDeleteOps(f.RouterID, fipID, "")...)
+			}
+		} else {
+			for _, id := range pfs {
+				ops = append(ops, del(portFwdKey(fipID, id)))
+				if ok {
+					ops = append(ops, s.pfIndexDeleteOps(f.RouterID, fipID, id)...)
+				}
 			}
 		}
-		if ok && len(s.cache.List(pPortFwd+fipID+"/")) == len(pfs) && f.FixedPortID == "" {
+		if ok && all && f.FixedPortID == "" {
 			f.RouterID, f.Status = "", StatusDown
 			s.stamp(&f.Meta, false)
 			conds = append(conds, atRev(fipKey(f.ID), rev))

@@ -16,20 +16,34 @@ func portFwdKey(fipID, id string) string { return pPortFwd + fipID + "/" + id }
 
 // pfIndexKey is a forwarding's entry in the floating-IPs-through-a-router
 // index, next to the associations' entries: the router's interface and
-// gateway are in use while it exists.
-func pfIndexKey(routerID, subnetID, pfID string) string {
-	return fipRouterKey(routerID, subnetID, "pf-"+pfID)
+// gateway are in use while it exists. The floating IP's ID in the key lets
+// all of its forwardings' entries go with one prefix delete per subnet.
+func pfIndexKey(routerID, subnetID, fipID, pfID string) string {
+	return fipRouterKey(routerID, subnetID, "pf-"+fipID+"-"+pfID)
 }
 
-// pfIndexDeleteOps drop a forwarding's index entry under its router.
-func (s *Service) pfIndexDeleteOps(routerID, pfID string) []store.Op {
+// pfIndexDeleteOps drop the index entry of forwarding pfID of floating IP
+// fipID, or, with pfID "", those of all its forwardings (one prefix delete
+// per subnet they reach, so that a floating IP with thousands of
+// forwardings still goes in one transaction).
+func (s *Service) pfIndexDeleteOps(routerID, fipID, pfID string) []store.Op {
 	if routerID == "" {
 		return nil
 	}
 	var ops []store.Op
+	seen := map[string]bool{}
+	mark := "/pf-" + fipID + "-"
 	for _, kv := range s.cache.List(pFIPRouter + routerID + "/") {
-		if strings.HasSuffix(kv.Key, "/pf-"+pfID) {
-			ops = append(ops, del(kv.Key))
+		i := strings.LastIndex(kv.Key, mark)
+		switch {
+		case i < 0:
+		case pfID != "":
+			if kv.Key[i+len(mark):] == pfID {
+				ops = append(ops, del(kv.Key))
+			}
+		case !seen[kv.Key[:i]]:
+			seen[kv.Key[:i]] = true
+			ops = append(ops, store.Op{Kind: store.OpDeletePrefix, Key: kv.Key[:i+len(mark)]})
 		}
 	}
 	return ops
@@ -225,7 +239,7 @@ func (s *Service) pfParams(c policy.Creds, f FloatingIP, pf *PortForwarding, r v
 // removal of its interface or gateway cannot race with the new entry.
 func (s *Service) pfTxn(f FloatingIP, frev int64, pf PortForwarding, at pfPlace, extraConds []store.Cond, extraOps []store.Op) store.Txn {
 	t := store.Txn{Conds: append([]store.Cond{atRev(fipKey(f.ID), frev), at.portCond, atRev(routerKey(at.router.ID), at.routerRv)}, extraConds...),
-		Ops: append(extraOps, store.PutJSON(portFwdKey(f.ID, pf.ID), pf), idx(pfIndexKey(at.router.ID, at.subnetID, pf.ID)),
+		Ops: append(extraOps, store.PutJSON(portFwdKey(f.ID, pf.ID), pf), idx(pfIndexKey(at.router.ID, at.subnetID, f.ID, pf.ID)),
 			store.PutJSON(routerKey(at.router.ID), at.router))}
 	if f.RouterID != at.router.ID {
 		f.RouterID = at.router.ID
@@ -277,7 +291,7 @@ func (s *Service) UpdatePortForwarding(ctx context.Context, c policy.Creds, fipI
 			return store.Txn{}, err
 		}
 		out = pf
-		return s.pfTxn(f, frev, pf, at, []store.Cond{atRev(portFwdKey(fipID, id), rev)}, s.pfIndexDeleteOps(f.RouterID, id)), nil
+		return s.pfTxn(f, frev, pf, at, []store.Cond{atRev(portFwdKey(fipID, id), rev)}, s.pfIndexDeleteOps(f.RouterID, fipID, id)), nil
 	})
 	return out, err
 }
@@ -295,7 +309,7 @@ func (s *Service) DeletePortForwarding(ctx context.Context, c policy.Creds, fipI
 			return store.Txn{}, pfNotFound(id)
 		}
 		t := store.Txn{Conds: []store.Cond{atRev(portFwdKey(fipID, id), rev), atRev(fipKey(fipID), frev)},
-			Ops: append([]store.Op{del(portFwdKey(fipID, id))}, s.pfIndexDeleteOps(f.RouterID, id)...)}
+			Ops: append([]store.Op{del(portFwdKey(fipID, id))}, s.pfIndexDeleteOps(f.RouterID, fipID, id)...)}
 		if len(s.cache.List(pPortFwd+fipID+"/")) == 1 && f.FixedPortID == "" {
 			f.RouterID, f.Status = "", StatusDown
 			s.stamp(&f.Meta, false)

@@ -1,6 +1,7 @@
 package network_test
 
 import (
+	"sync"
 	"testing"
 
 	v2 "github.com/nimbo-cloud/nimbo/api/network/v2"
@@ -127,5 +128,99 @@ func TestPortForwardingRouters(t *testing.T) {
 				t.Fatalf("interface in use after the floating IP went: %v", err)
 			}
 		}
+	}
+}
+
+// TestManyPortForwardings deletes a floating IP, and a port, with more
+// forwardings than an etcd transaction may hold operations (128).
+func TestManyPortForwardings(t *testing.T) {
+	s, ctx := newService(t)
+	ext, err := s.CreateNetwork(ctx, admin, v2.NetworkRequest{Name: ptr("public"), External: ptr(true), NetworkType: ptr("flat"), PhysicalNetwork: ptr("public")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSubnet(ctx, admin, v2.SubnetRequest{NetworkID: &ext.ID, CIDR: ptr("172.24.4.0/24"), EnableDHCP: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	n, sn := netAndSubnet(t, s, ctx, admin, "10.0.0.0/24")
+	r, _ := s.CreateRouter(ctx, admin, v2.RouterRequest{ExternalGatewayInfo: &v2.NullGateway{Valid: true, Value: v2.GatewayInfo{NetworkID: ext.ID}}})
+	if _, err := s.AddInterface(ctx, admin, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, deletePort := range []bool{false, true} {
+		vm, err := s.CreatePort(ctx, admin, v2.PortRequest{NetworkID: &n.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.CreateFloatingIP(ctx, admin, v2.FloatingIPRequest{FloatingNetworkID: &ext.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 150 {
+			if _, err := s.CreatePortForwarding(ctx, admin, f.ID, v2.PortForwardingRequest{Protocol: ptr("tcp"), InternalPortID: &vm.ID,
+				InternalIPAddress: ptr(vm.FixedIPs[0].IP.String()), InternalPort: ptr(v2.Int(1000 + i)), ExternalPort: ptr(v2.Int(1000 + i))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if deletePort {
+			err = s.DeletePort(ctx, admin, vm.ID)
+		} else {
+			err = s.DeleteFloatingIP(ctx, admin, f.ID)
+		}
+		if err != nil {
+			t.Fatalf("delete (port %v) with 150 forwardings: %v", deletePort, err)
+		}
+		if pfs := s.AllPortForwardings(); len(pfs) != 0 {
+			t.Fatalf("%d forwardings left", len(pfs))
+		}
+	}
+	// Nothing of them is left in the index: the interface can go.
+	if _, err := s.RemoveInterface(ctx, admin, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
+		t.Fatalf("remove interface after the forwardings went: %v", err)
+	}
+}
+
+// TestConcurrentPortForwardings creates forwardings on one floating IP from
+// several goroutines: optimistic retries must absorb the races.
+func TestConcurrentPortForwardings(t *testing.T) {
+	s, ctx := newService(t)
+	ext, _ := s.CreateNetwork(ctx, admin, v2.NetworkRequest{Name: ptr("public"), External: ptr(true), NetworkType: ptr("flat"), PhysicalNetwork: ptr("public")})
+	if _, err := s.CreateSubnet(ctx, admin, v2.SubnetRequest{NetworkID: &ext.ID, CIDR: ptr("172.24.4.0/24"), EnableDHCP: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	n, sn := netAndSubnet(t, s, ctx, admin, "10.0.0.0/24")
+	r, _ := s.CreateRouter(ctx, admin, v2.RouterRequest{ExternalGatewayInfo: &v2.NullGateway{Valid: true, Value: v2.GatewayInfo{NetworkID: ext.ID}}})
+	if _, err := s.AddInterface(ctx, admin, r.ID, v2.RouterInterfaceRequest{SubnetID: sn.ID}); err != nil {
+		t.Fatal(err)
+	}
+	vm, _ := s.CreatePort(ctx, admin, v2.PortRequest{NetworkID: &n.ID})
+	f, err := s.CreateFloatingIP(ctx, admin, v2.FloatingIPRequest{FloatingNetworkID: &ext.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 6, 10
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				port := 2000 + w*each + i
+				_, err := s.CreatePortForwarding(ctx, admin, f.ID, v2.PortForwardingRequest{Protocol: ptr("tcp"), InternalPortID: &vm.ID,
+					InternalIPAddress: ptr(vm.FixedIPs[0].IP.String()), InternalPort: ptr(v2.Int(port)), ExternalPort: ptr(v2.Int(port))})
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent create: %v", err)
+		}
+	}
+	if got := len(s.AllPortForwardings()); got != workers*each {
+		t.Fatalf("%d forwardings, want %d", got, workers*each)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 )
@@ -75,11 +77,20 @@ func (c *Cache) Commit(ctx context.Context, t Txn) error {
 
 // Update runs an optimistic read-modify-write: build reads the cache and
 // returns a transaction conditioned on what it read; when a condition fails
-// (someone else wrote first) it is built again from fresh state, a few times
-// at most.
+// (someone else wrote first) it is built again from fresh state, up to
+// updateAttempts times, after a short random pause that grows with each
+// attempt so that writers racing for the same object spread out.
 func (c *Cache) Update(ctx context.Context, build func() (Txn, error)) error {
 	var err error
-	for range 8 {
+	for attempt := range updateAttempts {
+		if attempt > 0 {
+			pause := time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		var t Txn
 		if t, err = build(); err != nil {
 			return err
@@ -90,3 +101,7 @@ func (c *Cache) Update(ctx context.Context, build func() (Txn, error)) error {
 	}
 	return fmt.Errorf("store: too much contention, try again: %w", err)
 }
+
+// updateAttempts bounds Update's retries (the pauses add up to at most
+// about 120 ms).
+const updateAttempts = 16
