@@ -81,6 +81,7 @@ type Agent struct {
 	lastFull             time.Time
 	lastNetns, lastLinks map[string]bool // what the previous pass wanted
 	uStatus              underlay.Status // what the underlay's last Set reported
+	uFP                  string          // fingerprint of the config of the underlay's last successful Set
 }
 
 // New returns an agent; call Run.
@@ -118,6 +119,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		a.log.Debug("agent: pass done", "took", time.Since(start), "err", err)
 		var retry <-chan time.Time
 		if err != nil {
 			a.log.Error("agent: reconcile failed; retrying", "err", err, "took", time.Since(start))
@@ -129,7 +131,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-changed:
 			// Let a burst of changes settle into one pass.
 			select {
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(time.Millisecond):
 			case <-ctx.Done():
 				return nil
 			}
@@ -208,7 +210,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			a.netFP[n.ID] = fp
 		}
 	}
-	if err := a.setUnderlay(ctx, d, routers); err != nil {
+	if err := a.setUnderlay(ctx, d, routers, full); err != nil {
 		errs = append(errs, fmt.Errorf("underlay: %w", err))
 	}
 	for id, st := range routers {

@@ -1,16 +1,20 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/nimbo-cloud/nimbo/internal/underlay"
 )
 
 // setUnderlay hands the external networks wired here (their bridges exist
 // by now) and the addresses routers use on them to the underlay, and
-// records what it reports.
-func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*routerState) error {
+// records what it reports. An unchanged configuration is not set again until
+// the next full pass.
+func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*routerState, full bool) error {
 	if a.cfg.Underlay == nil {
 		return nil
 	}
@@ -60,7 +64,22 @@ func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*
 		}
 		cfg.Externals = append(cfg.Externals, ext)
 	}
+	slices.SortFunc(cfg.Externals, func(x, y underlay.External) int { return strings.Compare(x.Bridge, y.Bridge) })
+	for i := range cfg.Externals {
+		slices.SortFunc(cfg.Externals[i].Addresses, netip.Addr.Compare)
+	}
+	slices.SortFunc(cfg.Published, func(x, y underlay.Publish) int {
+		return cmp.Or(strings.Compare(string(x.Protocol), string(y.Protocol)), x.Host.Compare(y.Host))
+	})
+	fp := fingerprint(cfg)
+	if !full && fp == a.uFP {
+		return nil
+	}
+	a.uFP = ""
 	st, err := a.cfg.Underlay.Set(ctx, cfg)
+	if err == nil && st.Egress {
+		a.uFP = fp // without egress, every pass looks again for an uplink
+	}
 	a.mu.Lock()
 	changed := st.Message != a.uStatus.Message
 	a.uStatus = st

@@ -31,7 +31,7 @@ func (s *Service) ListFloatingIPs(c policy.Creds) []FloatingIP {
 }
 
 // AllFloatingIPs lists every floating IP (for the agent).
-func (s *Service) AllFloatingIPs() []FloatingIP { return store.ListJSON[FloatingIP](s.cache, pFIPs) }
+func (s *Service) AllFloatingIPs() []FloatingIP { return s.fips.List(pFIPs) }
 
 // FloatingIPStatus is the status the API reports for a floating IP: what
 // the agent last reported, DOWN until it has. Changing what a floating IP

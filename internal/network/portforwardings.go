@@ -59,7 +59,7 @@ func (s *Service) PortForwardings(c policy.Creds, fipID string) ([]PortForwardin
 
 // AllPortForwardings lists every forwarding (for the agent).
 func (s *Service) AllPortForwardings() []PortForwarding {
-	return store.ListJSON[PortForwarding](s.cache, pPortFwd)
+	return s.pfs.List(pPortFwd)
 }
 
 // FloatingIPForwardings lists a floating IP's forwardings (no policy: for

@@ -54,7 +54,7 @@ func (s *Service) ListRouters(c policy.Creds) []Router {
 }
 
 // AllRouters lists every router (for the agent).
-func (s *Service) AllRouters() []Router { return store.ListJSON[Router](s.cache, pRouters) }
+func (s *Service) AllRouters() []Router { return s.routers.List(pRouters) }
 
 // RouterInterfaces lists a router's interface ports.
 func (s *Service) RouterInterfaces(routerID string) []Port {

@@ -41,13 +41,18 @@ var DefaultQuotas = Quota{"network": 100, "subnet": 100, "port": 500, "security_
 
 // Service is the network service.
 type Service struct {
-	cache  *store.Cache
-	ports  *store.Memo[Port] // decoded ports for read-only walks
-	quotas Quota
-	vniMin int
-	vniMax int
-	now    func() time.Time
-	log    *slog.Logger
+	cache *store.Cache
+	ports *store.Memo[Port] // decoded ports for read-only walks
+	// Decoded copies of what the agent walks on every pass.
+	networks *store.Memo[Network]
+	routers  *store.Memo[Router]
+	fips     *store.Memo[FloatingIP]
+	pfs      *store.Memo[PortForwarding]
+	quotas   Quota
+	vniMin   int
+	vniMax   int
+	now      func() time.Time
+	log      *slog.Logger
 
 	mu   sync.Mutex
 	hint map[string]uint32 // subnet ID -> where the next free-IP search starts
@@ -71,7 +76,8 @@ func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: loading state: %w", err)
 	}
-	return &Service{cache: c, ports: store.NewMemo[Port](c), quotas: o.DefaultQuotas, vniMin: o.VNIMin, vniMax: o.VNIMax, now: o.Now,
+	return &Service{cache: c, ports: store.NewMemo[Port](c), networks: store.NewMemo[Network](c), routers: store.NewMemo[Router](c),
+		fips: store.NewMemo[FloatingIP](c), pfs: store.NewMemo[PortForwarding](c), quotas: o.DefaultQuotas, vniMin: o.VNIMin, vniMax: o.VNIMax, now: o.Now,
 		log: o.Logger, hint: map[string]uint32{}}, nil
 }
 

@@ -13,7 +13,7 @@ import (
 // nimbo) through these methods.
 
 // AllNetworks lists every network.
-func (s *Service) AllNetworks() []Network { return store.ListJSON[Network](s.cache, pNetworks) }
+func (s *Service) AllNetworks() []Network { return s.networks.List(pNetworks) }
 
 // AllPorts lists every port (read-only values: see store.Memo).
 func (s *Service) AllPorts() []Port { return s.ports.List(pPorts) }
