@@ -125,13 +125,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("agent: reconcile failed; retrying", "err", err, "took", time.Since(start))
 			retry = time.After(retryEvery)
 		}
+		done := time.Now()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-			// Let a burst of changes settle into one pass.
+			// Let a burst of changes settle into one pass: briefly after a
+			// quiet spell (a lone change is built at once), longer while
+			// changes keep coming (a stream of API calls is built in
+			// batches, leaving the CPU to the API).
+			settle := settleQuiet
+			if time.Since(done) < busyWithin {
+				settle = settleBusy
+			}
 			select {
-			case <-time.After(time.Millisecond):
+			case <-time.After(settle):
 			case <-ctx.Done():
 				return nil
 			}
@@ -140,6 +148,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// How long Run lets changes settle before a pass: settleQuiet when the
+// change came busyWithin or later after the previous pass, settleBusy when
+// it came sooner.
+const (
+	settleQuiet = time.Millisecond
+	settleBusy  = 5 * time.Millisecond
+	busyWithin  = 20 * time.Millisecond
+)
 
 // desired is one pass's view of what this host must have.
 type desired struct {
