@@ -343,13 +343,21 @@ func (a *Agent) stopRouters(d *desired) {
 // that were in before and are not in after.
 func goneFlows(before, after nft.RouterRules) []hostnet.ConnMatch {
 	var out []hostnet.ConnMatch
+	fips := make(map[nft.FloatingIP]bool, len(after.FloatingIPs))
+	for _, f := range after.FloatingIPs {
+		fips[f] = true
+	}
 	for _, f := range before.FloatingIPs {
-		if !slices.Contains(after.FloatingIPs, f) {
+		if !fips[f] {
 			out = append(out, hostnet.ConnMatch{Dst: f.External}, hostnet.ConnMatch{Dst: f.External, Reply: true})
 		}
 	}
+	fwds := make(map[nft.Forward]bool, len(after.Forwards))
+	for _, f := range after.Forwards {
+		fwds[f] = true
+	}
 	for _, f := range before.Forwards {
-		if slices.Contains(after.Forwards, f) {
+		if fwds[f] {
 			continue
 		}
 		hi := max(f.ExternalPortMax, f.ExternalPortMin)
