@@ -172,6 +172,7 @@ type desired struct {
 // namespace and probes against the kernel, but its cost in ports is what
 // changed since the previous pass (see portView).
 func (a *Agent) Reconcile(ctx context.Context) error {
+	ph := phases{start: time.Now()}
 	svc := a.cfg.Network
 	d := desired{bridges: map[string]network.Network{}, links: map[string]bool{}, netns: map[string]bool{}, dhcp: map[string]bool{}}
 	var errs []error
@@ -183,7 +184,10 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		a.mu.Unlock()
 	}
 	full := a.lastFull.IsZero() || time.Since(a.lastFull) > ResyncEvery
+	defer func() { a.log.Debug("agent: pass phases", "full", full, "took", ph.attrs()) }()
+	ph.mark("sync")
 	routers, routerNets := a.l3State()
+	ph.mark("l3")
 	for _, n := range svc.AllNetworks() {
 		subnets := svc.NetworkSubnets(n.ID)
 		serveDHCP := slices.ContainsFunc(subnets, func(sn network.Subnet) bool { return sn.EnableDHCP })
@@ -227,9 +231,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			a.netFP[n.ID] = fp
 		}
 	}
+	ph.mark("networks")
 	if err := a.setUnderlay(ctx, d, routers, full); err != nil {
 		errs = append(errs, fmt.Errorf("underlay: %w", err))
 	}
+	ph.mark("underlay")
 	for id, st := range routers {
 		fp := routerFingerprint(st)
 		if !full && a.routerFP[id] == fp && a.skipRouter(st, &d) {
@@ -245,12 +251,15 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	ph.mark("routers")
 	if err := a.applyFirewall(ctx, d); err != nil {
 		errs = append(errs, fmt.Errorf("firewall: %w", err))
 	}
+	ph.mark("firewall")
 	if err := a.collect(ctx, d, full); err != nil {
 		errs = append(errs, fmt.Errorf("garbage collection: %w", err))
 	}
+	ph.mark("collect")
 	for id := range a.netFP {
 		if _, ok := d.bridges[BridgeName(id)]; !ok {
 			delete(a.netFP, id)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
@@ -19,11 +21,18 @@ import (
 var ResyncEvery = 5 * time.Minute
 
 // fingerprint is a digest of everything a piece of kernel state is built
-// from.
+// from: of the values, not of where they live (JSON follows pointers, which
+// fmt's %v would print as addresses, so equal states decoded apart would
+// differ). Parts must be JSON-encodable.
 func fingerprint(parts ...any) string {
 	h := sha256.New()
+	enc := json.NewEncoder(h)
 	for _, p := range parts {
-		fmt.Fprintf(h, "%+v\x00", p)
+		if err := enc.Encode(p); err != nil {
+			// Not encodable: a digest no other call gives, so the
+			// state is built every time rather than skipped wrongly.
+			fmt.Fprintf(h, "%p%v", &p, err)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -109,3 +118,23 @@ func gone(before, now map[string]bool) bool {
 	}
 	return false
 }
+
+// phases times the steps of a pass, for the debug log.
+type phases struct {
+	start, last time.Time
+	steps       []slog.Attr
+}
+
+// mark ends the step called name.
+func (p *phases) mark(name string) {
+	now := time.Now()
+	from := p.last
+	if from.IsZero() {
+		from = p.start
+	}
+	p.steps = append(p.steps, slog.Duration(name, now.Sub(from)))
+	p.last = now
+}
+
+// attrs is the steps as a log group value.
+func (p *phases) attrs() slog.Value { return slog.GroupValue(p.steps...) }

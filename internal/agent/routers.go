@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
@@ -146,6 +147,8 @@ func (a *Agent) l3State() (map[string]*routerState, map[string]bool) {
 func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) error {
 	svc := a.cfg.Network
 	r := st.router
+	ph := phases{start: time.Now()}
+	defer func() { a.log.Debug("agent: router built", "router", r.ID, "took", ph.attrs()) }()
 	name := RouterNetns(a.cfg.NetnsPrefix, r.ID)
 	d.netns[name] = true
 	if err := hostnet.EnsureNetns(ctx, name); err != nil {
@@ -171,9 +174,11 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 	// NAT first, forwarding last: no packet may leave through a new leg or
 	// route before the rules that translate it are in place (a tenant
 	// address must never reach the external network untranslated).
+	ph.mark("netns")
 	if _, err := run.nat.Apply(ctx, st.rules); err != nil {
 		return err
 	}
+	ph.mark("nat")
 	if run.applied != nil {
 		// Flows of floating IPs and forwards that are gone stop now rather
 		// than live on in conntrack (as Neutron's L3 agent does).
@@ -187,6 +192,7 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 	}
 	applied := st.rules
 	run.applied = &applied
+	ph.mark("conntrack")
 	mdSubnets := map[netip.Prefix]string{}
 	for _, p := range st.interfaces {
 		n, ok := svc.Network(p.NetworkID)
@@ -208,6 +214,7 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 			}
 		}
 	}
+	ph.mark("interfaces")
 	var routes []hostnet.Route
 	if g := st.gateway; g != nil && st.rules.GatewayIface != "" {
 		n, ok := svc.Network(g.NetworkID)
@@ -225,18 +232,23 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 			routes = append(routes, hostnet.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw, Dev: st.rules.GatewayIface})
 		}
 	}
+	ph.mark("gateway")
 	for _, rt := range r.Routes {
 		routes = append(routes, hostnet.Route{Dst: rt.Destination, Gw: rt.NextHop})
 	}
 	if err := syncRoutes(ctx, ns, routes); err != nil {
 		return err
 	}
+	ph.mark("routes")
 	if err := ns.SetSysctl(ctx, "net.ipv4.ip_forward", "1"); err != nil {
 		return err
 	}
+	ph.mark("forwarding")
 	if err := a.ensureRouterMetadata(run, mdSubnets); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
+	ph.mark("metadata")
+	defer ph.mark("status")
 	// Report: the legs are wired, the router and its floating IPs active.
 	for _, p := range st.interfaces {
 		if err := a.setActive(ctx, p, p.NetworkID); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/network"
 	"github.com/nimbo-cloud/nimbo/internal/nft"
 )
 
@@ -32,5 +33,26 @@ func TestGoneFlows(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("goneFlows = %v\nwant %v", got, want)
+	}
+}
+
+// A router's fingerprint depends on its state's values only: two equal
+// states gathered apart (fresh pointers for the gateway, the metadata
+// rule) give the same one, and a change behind a pointer gives another.
+func TestRouterFingerprintFollowsValues(t *testing.T) {
+	state := func(snat bool) *routerState {
+		gw := network.Port{MAC: "fa:16:3e:00:00:01"}
+		gw.ID = "gw"
+		return &routerState{
+			router:  network.Router{Gateway: &network.RouterGateway{NetworkID: "public", PortID: "gw", EnableSNAT: snat}},
+			gateway: &gw,
+			rules:   nft.RouterRules{GatewayIface: "qg-x", Metadata: &nft.Metadata{Port: MetadataPort}, SNAT: snat},
+		}
+	}
+	if a, b := routerFingerprint(state(true)), routerFingerprint(state(true)); a != b {
+		t.Fatalf("equal states, fingerprints %s and %s", a, b)
+	}
+	if a, b := routerFingerprint(state(true)), routerFingerprint(state(false)); a == b {
+		t.Fatalf("enable_snat changed behind a pointer, fingerprint stayed %s", a)
 	}
 }
