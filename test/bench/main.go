@@ -25,6 +25,9 @@ import (
 type config struct {
 	nimboBin    string
 	nimboListen string
+	// nimboLogLevel is nimbo's --log-level (debug shows each agent pass's
+	// phases in the kept logs; it slows nimbo down).
+	nimboLogLevel string
 
 	keystoneUWSGI    string // uwsgi binary with the python3 plugin built in
 	keystoneIni      string // the uwsgi ini this run uses
@@ -160,6 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (config, int) {
 	}
 	fs.StringVar(&cfg.nimboBin, "nimbo", "", "nimbo binary (required)")
 	fs.StringVar(&cfg.nimboListen, "nimbo-listen", "127.0.0.1:5000", "address nimbo listens on")
+	fs.StringVar(&cfg.nimboLogLevel, "nimbo-log-level", "info", "nimbo's --log-level (debug logs each agent pass's phases, and slows nimbo down; keep the logs with BENCH_KEEP=1)")
 	fs.StringVar(&cfg.keystoneUWSGI, "keystone-uwsgi", "/usr/bin/uwsgi_python3", "uwsgi binary that runs Keystone (as Debian's init script picks it)")
 	fs.StringVar(&cfg.keystoneIni, "keystone-ini", "", "uwsgi ini for Keystone (made from Debian's by scripts/bench)")
 	fs.StringVar(&cfg.keystoneStockIni, "keystone-stock-ini", "/etc/keystone/keystone-uwsgi.ini", "Debian's uwsgi ini, to list how -keystone-ini differs")
@@ -315,10 +319,10 @@ func describeNimbo(cfg config) ([]string, []string) {
 	}
 	argv := []string{cfg.nimboBin, "up", "--data-dir", cfg.nimboData(), "--listen", cfg.nimboListen,
 		"--public-url", "http://" + cfg.nimboListen, "--admin-password", cfg.password,
-		"--host", cfg.host, "--netns-prefix", cfg.netnsPrefix}
+		"--host", cfg.host, "--netns-prefix", cfg.netnsPrefix, "--log-level", cfg.nimboLogLevel}
 	desc := []string{
 		fmt.Sprintf("`%s` (built from this checkout), one process: Keystone v3 and Neutron v2.0 APIs, the agent (bridges, DHCP, probes, nftables) and embedded etcd (fresh data dir)", version),
-		"`nimbo up --data-dir DIR --listen " + cfg.nimboListen + " --public-url http://" + cfg.nimboListen + " --admin-password … --host " + cfg.host + " --netns-prefix " + cfg.netnsPrefix + "`",
+		"`nimbo up --data-dir DIR --listen " + cfg.nimboListen + " --public-url http://" + cfg.nimboListen + " --admin-password … --host " + cfg.host + " --netns-prefix " + cfg.netnsPrefix + " --log-level " + cfg.nimboLogLevel + "`",
 		"password KDF: " + kdfNimbo + "; application credential secrets (generated, 512 bits): salted SHA-256",
 		"tokens: AES-256-GCM sealed payload, validated against the in-memory, watch-fed copy of etcd",
 	}

@@ -719,7 +719,7 @@ func (r *routerRun) start(ctx context.Context, logPath string) error {
 	}
 	r.argv = []string{cfg.nimboBin, "up", "--data-dir", r.res.dataDir, "--listen", cfg.nimboListen,
 		"--public-url", "http://" + cfg.nimboListen, "--admin-password", cfg.password,
-		"--host", cfg.host, "--netns-prefix", cfg.netnsPrefix}
+		"--host", cfg.host, "--netns-prefix", cfg.netnsPrefix, "--log-level", cfg.nimboLogLevel}
 	r.logf("routers: starting a second nimbo (fresh data dir %s)", r.res.dataDir)
 	r.ic = newClient("http://"+cfg.nimboListen+"/v3", 4)
 	t0 := time.Now()
