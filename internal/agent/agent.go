@@ -82,6 +82,7 @@ type Agent struct {
 	lastNetns, lastLinks map[string]bool // what the previous pass wanted
 	uStatus              underlay.Status // what the underlay's last Set reported
 	uFP                  string          // fingerprint of the config of the underlay's last successful Set
+	uLookAt              time.Time       // without egress: when the underlay is to look for an uplink again
 }
 
 // New returns an agent; call Run.
@@ -120,10 +121,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		a.log.Debug("agent: pass done", "took", time.Since(start), "err", err)
-		var retry <-chan time.Time
+		var retry, uplink <-chan time.Time
 		if err != nil {
 			a.log.Error("agent: reconcile failed; retrying", "err", err, "took", time.Since(start))
 			retry = time.After(retryEvery)
+		}
+		if !a.uLookAt.IsZero() {
+			uplink = time.After(time.Until(a.uLookAt))
 		}
 		done := time.Now()
 		select {
@@ -144,6 +148,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			}
 		case <-retry:
+		case <-uplink: // the underlay looks for an uplink again
 		case <-time.After(ResyncEvery): // a full pass is due
 		}
 	}
@@ -232,10 +237,6 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 	}
 	ph.mark("networks")
-	if err := a.setUnderlay(ctx, d, routers, full); err != nil {
-		errs = append(errs, fmt.Errorf("underlay: %w", err))
-	}
-	ph.mark("underlay")
 	for id, st := range routers {
 		fp := routerFingerprint(st)
 		if !full && a.routerFP[id] == fp && a.skipRouter(st, &d) {
@@ -252,6 +253,14 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 	}
 	ph.mark("routers")
+	// The underlay comes after the routers: it connects their external
+	// networks (whose bridges exist by now) to the outside world, which
+	// may take long (a cloud's API), and a router's NAT must not wait
+	// for it.
+	if err := a.setUnderlay(ctx, d, routers, full); err != nil {
+		errs = append(errs, fmt.Errorf("underlay: %w", err))
+	}
+	ph.mark("underlay")
 	if err := a.applyFirewall(ctx, d); err != nil {
 		errs = append(errs, fmt.Errorf("firewall: %w", err))
 	}

@@ -1,5 +1,7 @@
 package agent
 
+import "time"
+
 // DHCPHosts returns what the running DHCP server of a network answers (MAC
 // -> IP, as the agent recorded it) and how many hosts the server itself
 // holds; ok is false when no server runs.
@@ -17,4 +19,12 @@ func DHCPHosts(a *Agent, networkID string) (hosts map[string]string, served int,
 		}
 	}
 	return hosts, r.srv.Hosts(), true
+}
+
+// SetLookUplinkEvery changes how often an underlay without egress is set
+// again, until the test ends.
+func SetLookUplinkEvery(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := lookUplinkEvery
+	lookUplinkEvery = d
+	t.Cleanup(func() { lookUplinkEvery = old })
 }

@@ -6,14 +6,19 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/underlay"
 )
 
+// lookUplinkEvery is how often an underlay that reported no egress is set
+// again with the same configuration, to find an uplink that appeared.
+var lookUplinkEvery = 10 * time.Second
+
 // setUnderlay hands the external networks wired here (their bridges exist
 // by now) and the addresses routers use on them to the underlay, and
 // records what it reports. An unchanged configuration is not set again until
-// the next full pass.
+// the next full pass (or, while there is no egress, lookUplinkEvery later).
 func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*routerState, full bool) error {
 	if a.cfg.Underlay == nil {
 		return nil
@@ -72,13 +77,19 @@ func (a *Agent) setUnderlay(ctx context.Context, d desired, routers map[string]*
 		return cmp.Or(strings.Compare(string(x.Protocol), string(y.Protocol)), x.Host.Compare(y.Host))
 	})
 	fp := fingerprint(cfg)
-	if !full && fp == a.uFP {
+	if !full && fp == a.uFP && (a.uLookAt.IsZero() || time.Now().Before(a.uLookAt)) {
 		return nil
 	}
-	a.uFP = ""
+	a.uFP, a.uLookAt = "", time.Time{}
 	st, err := a.cfg.Underlay.Set(ctx, cfg)
-	if err == nil && st.Egress {
-		a.uFP = fp // without egress, every pass looks again for an uplink
+	if err == nil {
+		a.uFP = fp
+		if !st.Egress {
+			// Without egress, look for an uplink again (a default
+			// route that appeared) every lookUplinkEvery; Run wakes
+			// up for it.
+			a.uLookAt = time.Now().Add(lookUplinkEvery)
+		}
 	}
 	a.mu.Lock()
 	changed := st.Message != a.uStatus.Message
