@@ -113,9 +113,13 @@ func BridgeName(networkID string) string { return hostnet.IfName(bridgePrefix, n
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.stopServers()
 	const retryEvery = 2 * time.Second
+	cache := a.cfg.Network.Cache()
+	var prevRev int64 // the store revision the previous pass started at
 	for {
-		changed := a.cfg.Network.Cache().Changed()
-		start := time.Now()
+		changed := cache.Changed()
+		start, rev := time.Now(), cache.Rev()
+		batch := rev - prevRev // store changes this pass takes in
+		prevRev = rev
 		err := a.Reconcile(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -136,10 +140,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-changed:
 			// Let a burst of changes settle into one pass: briefly after a
 			// quiet spell (a lone change is built at once), longer while
-			// changes keep coming (a stream of API calls is built in
-			// batches, leaving the CPU to the API).
+			// changes stream in (a stream of API calls is built in
+			// batches, leaving the CPU to the API). A stream: the change
+			// came soon after the previous pass, which itself took in
+			// several changes (one client's calls one after the other,
+			// each with the agent's status write, are no stream).
 			settle := settleQuiet
-			if time.Since(done) < busyWithin {
+			if time.Since(done) < busyWithin && batch >= busyBatch {
 				settle = settleBusy
 			}
 			select {
@@ -154,13 +161,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// How long Run lets changes settle before a pass: settleQuiet when the
-// change came busyWithin or later after the previous pass, settleBusy when
-// it came sooner.
+// How long Run lets changes settle before a pass: settleBusy when the
+// change came sooner than busyWithin after the previous pass and that pass
+// took in busyBatch store revisions or more, settleQuiet otherwise.
 const (
 	settleQuiet = time.Millisecond
 	settleBusy  = 5 * time.Millisecond
 	busyWithin  = 20 * time.Millisecond
+	busyBatch   = 3
 )
 
 // desired is one pass's view of what this host must have.
