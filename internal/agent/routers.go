@@ -70,6 +70,15 @@ func (a *Agent) l3State() (map[string]*routerState, map[string]bool) {
 			p := a.view.ports[id]
 			switch p.DeviceOwner {
 			case network.OwnerRouterInterface:
+				// Only the interfaces add_router_interface recorded (the
+				// subnet routed by this router): a port merely marked
+				// with this owner through the port API gets no leg.
+				if len(p.FixedIPs) == 0 {
+					continue
+				}
+				if rid, ok := svc.RouterOfSubnet(p.FixedIPs[0].SubnetID); !ok || rid != r.ID {
+					continue
+				}
 				st.interfaces = append(st.interfaces, p)
 				nets[p.NetworkID] = true
 			case network.OwnerRouterGateway:

@@ -353,9 +353,19 @@ func (s *Service) portFIPOps(p Port) ([]store.Cond, []store.Op) {
 		conds = append(conds, atRev(fipKey(f.ID), rev))
 		ops = append(ops, store.PutJSON(fipKey(f.ID), f))
 	}
-	gone := map[string][]string{} // floating IP -> its forwardings to p
+	c2, o2 := s.forwardingDeleteOps(p.ID, func(PortForwarding) bool { return true })
+	return append(conds, c2...), append(ops, o2...)
+}
+
+// forwardingDeleteOps deletes the port forwardings to port portID that
+// match (and, with the last forwarding of a floating IP that has no port,
+// its router association).
+func (s *Service) forwardingDeleteOps(portID string, match func(PortForwarding) bool) ([]store.Cond, []store.Op) {
+	var conds []store.Cond
+	var ops []store.Op
+	gone := map[string][]string{} // floating IP -> its forwardings to the port
 	for _, pf := range s.AllPortForwardings() {
-		if pf.InternalPortID == p.ID {
+		if pf.InternalPortID == portID && match(pf) {
 			gone[pf.FloatingIPID] = append(gone[pf.FloatingIPID], pf.ID)
 		}
 	}

@@ -276,6 +276,9 @@ func (s *Service) CreatePort(ctx context.Context, c policy.Creds, r v2.PortReque
 	err = s.cache.Update(ctx, func() (store.Txn, error) {
 		q := p
 		b := portBuild{}
+		if err := s.checkRouterDevice(c, q, &b); err != nil {
+			return store.Txn{}, err
+		}
 		if err := s.buildPort(n, &q, r.FixedIPs, r.MACAddress != nil, &b); err != nil {
 			return store.Txn{}, err
 		}
@@ -434,6 +437,15 @@ func (s *Service) UpdatePort(ctx context.Context, c policy.Creds, id string, r v
 		b := portBuild{conds: []store.Cond{atRev(portKey(id), rev)}}
 		q := p
 		applyPort(&q, r)
+		if q.DeviceOwner != p.DeviceOwner || q.DeviceID != p.DeviceID {
+			if l3Owned(p.DeviceOwner) && !c.IsAdmin() {
+				return store.Txn{}, errdefs.Typed("L3PortInUse", errdefs.Conflictf(
+					"Port %s has owner %s: its device_owner and device_id are set through the router and floating IP APIs, not the port API.", id, p.DeviceOwner))
+			}
+			if err := s.checkRouterDevice(c, q, &b); err != nil {
+				return store.Txn{}, err
+			}
+		}
 		if r.MACAddress != nil {
 			mac, err := normMAC("mac_address", *r.MACAddress)
 			if err != nil {
@@ -468,7 +480,16 @@ func (s *Service) UpdatePort(ctx context.Context, c policy.Creds, id string, r v
 					b.ops = append(b.ops, store.Op{Kind: store.OpPut, Key: k, Value: []byte(id)})
 				}
 			}
+			if p.DeviceOwner == OwnerRouterInterface && len(p.FixedIPs) > 0 &&
+				(len(ips) != 1 || ips[0].SubnetID != p.FixedIPs[0].SubnetID) {
+				return store.Txn{}, errdefs.Invalidf("Invalid input for fixed_ips. Reason: router interface port %s must keep exactly one fixed IP, on subnet %s (remove the interface and add another to route a different subnet).", id, p.FixedIPs[0].SubnetID)
+			}
 			q.FixedIPs = ips
+			conds, ops, err := s.fixedIPsChangeOps(p, ips)
+			if err != nil {
+				return store.Txn{}, err
+			}
+			b.conds, b.ops = append(b.conds, conds...), append(b.ops, ops...)
 		}
 		if r.PortSecurityEnabled != nil {
 			q.PortSecurityEnabled = *r.PortSecurityEnabled
@@ -494,6 +515,56 @@ func (s *Service) UpdatePort(ctx context.Context, c policy.Creds, id string, r v
 		return store.Txn{Conds: b.conds, Ops: b.ops}, nil
 	})
 	return out, err
+}
+
+// l3Owned reports whether ports of this device_owner belong to a router
+// or a floating IP (made and removed by the L3 APIs).
+func l3Owned(owner string) bool {
+	switch owner {
+	case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
+		return true
+	}
+	return false
+}
+
+// checkRouterDevice enforces Neutron's rule for ports a caller marks as a
+// router's (device_owner network:router_interface or
+// network:router_gateway): unless the caller is an admin, device_id must
+// be empty or a router of the port's project, so nobody attaches a network
+// of theirs to someone else's router. The router's revision joins the
+// transaction's preconditions.
+func (s *Service) checkRouterDevice(c policy.Creds, p Port, b *portBuild) error {
+	if c.IsAdmin() || p.DeviceID == "" || (p.DeviceOwner != OwnerRouterInterface && p.DeviceOwner != OwnerRouterGateway) {
+		return nil
+	}
+	r, rev, ok := store.GetJSON[Router](s.cache, routerKey(p.DeviceID))
+	if !ok || r.ProjectID != p.ProjectID {
+		return errdefs.Typed("DeviceIDNotOwnedByTenant", errdefs.Conflictf(
+			"The following device_id %s is not owned by your tenant or matches another tenants router.", p.DeviceID))
+	}
+	b.conds = append(b.conds, atRev(routerKey(r.ID), rev))
+	return nil
+}
+
+// fixedIPsChangeOps checks a change of p's fixed IPs to ips against the
+// floating IPs and port forwardings that use them, as Neutron does: the
+// address a floating IP is associated with cannot go (400), and the port
+// forwardings to an address that goes are deleted with the change.
+func (s *Service) fixedIPsChangeOps(p Port, ips []FixedIP) ([]store.Cond, []store.Op, error) {
+	kept := func(a netip.Addr) bool { return slices.ContainsFunc(ips, func(f FixedIP) bool { return f.IP == a }) }
+	var conds []store.Cond
+	for _, kv := range s.cache.List(pFIPFixed + p.ID + "/") {
+		f, rev, ok := store.GetJSON[FloatingIP](s.cache, fipKey(string(kv.Value)))
+		if !ok {
+			continue
+		}
+		if !kept(f.FixedIP) {
+			return nil, nil, errdefs.Invalidf("Cannot update the fixed_ips of the port %s, because its original fixed_ip has been associated to a floating ip", p.ID)
+		}
+		conds = append(conds, atRev(fipKey(f.ID), rev))
+	}
+	c2, ops := s.forwardingDeleteOps(p.ID, func(pf PortForwarding) bool { return !kept(pf.InternalIP) })
+	return append(conds, c2...), ops, nil
 }
 
 func portDeleteOps(p Port) []store.Op {

@@ -422,3 +422,93 @@ func TestL3Discovery(t *testing.T) {
 		}
 	}
 }
+
+// Port updates keep the L3 state whole, as in Neutron: a port with a
+// floating IP keeps that address (400), forwardings to an address the port
+// drops go with it, router and floating IP ports are changed through their
+// own APIs only, and nobody marks a port as another project's router's.
+func TestPortUpdateKeepsL3State(t *testing.T) {
+	e := newL3Env(t)
+	rid := id(e.want(e.do(e.alice, "POST", "/routers", `{"router": {"external_gateway_info": {"network_id": "`+e.ext+`"}}}`), 201, ""), "router")
+	ifPort := e.want(e.do(e.alice, "PUT", "/routers/"+rid+"/add_router_interface", `{"subnet_id": "`+e.subnet+`"}`), 200, "").body["port_id"].(string)
+	f := obj(t, e.want(e.do(e.alice, "POST", "/floatingips", `{"floatingip": {"floating_network_id": "`+e.ext+`", "port_id": "`+e.vm+`"}}`), 201, ""), "floatingip")
+	fid := f["id"].(string)
+
+	// The associated address cannot go; another one may come and go.
+	_, msg := e.fault(e.do(e.alice, "PUT", "/ports/"+e.vm, `{"port": {"fixed_ips": [{"subnet_id": "`+e.subnet+`", "ip_address": "10.0.0.77"}]}}`), 400)
+	if !strings.Contains(msg, "floating ip") || !strings.Contains(msg, e.vm) {
+		t.Errorf("dropping the floating IP's address: %q", msg)
+	}
+	e.want(e.do(e.alice, "PUT", "/ports/"+e.vm, `{"port": {"fixed_ips": [{"ip_address": "`+e.vmIP+`"}, {"ip_address": "10.0.0.88"}]}}`), 200, "")
+	e.want(e.do(e.alice, "PUT", "/ports/"+e.vm, `{"port": {"fixed_ips": [{"ip_address": "`+e.vmIP+`"}]}}`), 200, "")
+	if got := obj(t, e.do(e.alice, "GET", "/floatingips/"+fid, ""), "floatingip"); got["fixed_ip_address"] != e.vmIP {
+		t.Fatalf("floating IP after a refused change: %v", got)
+	}
+
+	// Forwardings to an address a port drops go with it, the others stay.
+	// (A port with a floating IP takes no forwardings: another port.)
+	vm2 := id(e.want(e.do(e.alice, "POST", "/ports", `{"port": {"network_id": "`+e.net+`", "fixed_ips": [{"ip_address": "10.0.0.78"}, {"ip_address": "10.0.0.79"}]}}`), 201, ""), "port")
+	pfFIP := id(e.want(e.do(e.alice, "POST", "/floatingips", `{"floatingip": {"floating_network_id": "`+e.ext+`"}}`), 201, ""), "floatingip")
+	pfPath := "/floatingips/" + pfFIP + "/port_forwardings"
+	fwd := func(ip string, ext int) string {
+		return id(e.want(e.do(e.alice, "POST", pfPath, fmt.Sprintf(`{"port_forwarding": {"protocol": "tcp", "internal_port_id": "%s", "internal_ip_address": "%s", "internal_port": 22, "external_port": %d}}`, vm2, ip, ext)), 201, ""), "port_forwarding")
+	}
+	keep, drop := fwd("10.0.0.79", 2201), fwd("10.0.0.78", 2202)
+	e.want(e.do(e.alice, "PUT", "/ports/"+vm2, `{"port": {"fixed_ips": [{"ip_address": "10.0.0.79"}, {"ip_address": "10.0.0.80"}]}}`), 200, "")
+	e.want(e.do(e.alice, "GET", pfPath+"/"+keep, ""), 200, "")
+	e.want(e.do(e.alice, "GET", pfPath+"/"+drop, ""), 404, "")
+	if got := obj(t, e.do(e.alice, "GET", "/floatingips/"+pfFIP, ""), "floatingip"); got["router_id"] != rid {
+		t.Fatalf("the floating IP with a forwarding left lost its router: %v", got)
+	}
+	// The last one: the floating IP (no port) leaves the router.
+	e.want(e.do(e.alice, "PUT", "/ports/"+vm2, `{"port": {"fixed_ips": [{"ip_address": "10.0.0.80"}]}}`), 200, "")
+	if got := obj(t, e.do(e.alice, "GET", "/floatingips/"+pfFIP, ""), "floatingip"); got["router_id"] != nil || len(list(t, e.do(e.alice, "GET", pfPath, ""), "port_forwardings")) != 0 {
+		t.Fatalf("the floating IP whose forwardings all went: %v", got)
+	}
+
+	// Router and floating IP ports: members cannot re-own them; the
+	// interface keeps one address on its subnet.
+	var gwPort, fipPort string
+	for _, p := range list(t, e.do(e.admin, "GET", "/ports?device_owner=network:router_gateway&device_id="+rid, ""), "ports") {
+		gwPort = p.(map[string]any)["id"].(string)
+	}
+	for _, p := range list(t, e.do(e.admin, "GET", "/ports?device_owner=network:floatingip&device_id="+fid, ""), "ports") {
+		fipPort = p.(map[string]any)["id"].(string)
+	}
+	if ifPort == "" || gwPort == "" || fipPort == "" {
+		t.Fatalf("router interface %q, gateway %q, floating IP port %q", ifPort, gwPort, fipPort)
+	}
+	for _, body := range []string{`{"port": {"device_owner": "compute:nova"}}`, `{"port": {"device_id": "x"}}`, `{"port": {"device_owner": ""}}`} {
+		e.want(e.do(e.alice, "PUT", "/ports/"+ifPort, body), 409, "L3PortInUse")
+	}
+	e.want(e.do(e.alice, "PUT", "/ports/"+ifPort, `{"port": {"name": "still mine to name"}}`), 200, "")
+	_, msg = e.fault(e.do(e.alice, "PUT", "/ports/"+ifPort, `{"port": {"fixed_ips": []}}`), 400)
+	if !strings.Contains(msg, "fixed_ips") {
+		t.Errorf("router interface without an address: %q", msg)
+	}
+	e.want(e.do(e.alice, "PUT", "/ports/"+ifPort, `{"port": {"fixed_ips": [{"subnet_id": "`+e.subnet+`", "ip_address": "10.0.0.1"}, {"subnet_id": "`+e.subnet+`"}]}}`), 400, "")
+	e.want(e.do(e.alice, "PUT", "/ports/"+ifPort, `{"port": {"fixed_ips": [{"subnet_id": "`+e.subnet+`", "ip_address": "10.0.0.1"}]}}`), 200, "")
+	for _, pid := range []string{gwPort, fipPort} {
+		e.want(e.do(e.admin, "GET", "/ports/"+pid, ""), 200, "")
+	}
+
+	// Marking a port as someone else's router's: 409, and nothing made.
+	bobNet := id(e.want(e.do(e.bob, "POST", "/networks", `{"network": {"name": "b"}}`), 201, ""), "network")
+	e.want(e.do(e.bob, "POST", "/subnets", `{"subnet": {"network_id": "`+bobNet+`", "cidr": "10.9.0.0/24", "ip_version": 4}}`), 201, "")
+	before := len(list(t, e.do(e.admin, "GET", "/ports?network_id="+bobNet, ""), "ports"))
+	for _, owner := range []string{"network:router_interface", "network:router_gateway"} {
+		_, msg = e.fault(e.do(e.bob, "POST", "/ports", `{"port": {"network_id": "`+bobNet+`", "device_owner": "`+owner+`", "device_id": "`+rid+`"}}`), 409)
+		if !strings.Contains(msg, rid) {
+			t.Errorf("%s of alice's router: %q", owner, msg)
+		}
+	}
+	if after := len(list(t, e.do(e.admin, "GET", "/ports?network_id="+bobNet, ""), "ports")); after != before {
+		t.Fatalf("refused creates left %d ports", after-before)
+	}
+	bp := id(e.want(e.do(e.bob, "POST", "/ports", `{"port": {"network_id": "`+bobNet+`"}}`), 201, ""), "port")
+	e.want(e.do(e.bob, "PUT", "/ports/"+bp, `{"port": {"device_owner": "network:router_interface", "device_id": "`+rid+`"}}`), 409, "DeviceIDNotOwnedByTenant")
+	e.want(e.do(e.bob, "PUT", "/ports/"+bp, `{"port": {"device_owner": "network:router_interface", "device_id": "no-such-router"}}`), 409, "DeviceIDNotOwnedByTenant")
+	// An admin may (Neutron's rule); the agent still wires only the
+	// interfaces add_router_interface recorded.
+	e.want(e.do(e.admin, "PUT", "/ports/"+bp, `{"port": {"device_owner": "network:router_interface", "device_id": "`+rid+`"}}`), 200, "")
+}

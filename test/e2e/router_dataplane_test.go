@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -602,6 +603,22 @@ func TestRouterIsolation(t *testing.T) {
 	}
 	if n := len(bEcho.seen()) + len(aEcho.seen()); n != 0 {
 		t.Errorf("connections by fixed IP got through: a %v, b %v", aEcho.seen(), bEcho.seen())
+	}
+	// bob cannot mark a port of netB as an interface of the other
+	// project's router (Neutron's DeviceIDNotOwnedByTenant); a port an
+	// admin marks so is not wired into it either (only interfaces that
+	// add_router_interface recorded get a leg), so a still cannot reach b.
+	c.osFail(bob, []string{"is not owned by your tenant"}, "port", "create", "--network", "netB",
+		"--device-owner", "network:router_interface", "--device", rA, "sneaky")
+	linksBefore := c.routerLinks(rA)
+	var marked struct{ ID string }
+	c.osJSON(admin, &marked, "port", "create", "--network", "netB", "--device-owner", "network:router_interface", "--device", rA, "marked")
+	time.Sleep(time.Second) // an agent pass takes milliseconds
+	if after := c.routerLinks(rA); !maps.Equal(after, linksBefore) {
+		t.Errorf("a port marked as router %s's interface through the port API (%s) changed its legs: %v, before %v", rA, marked.ID, after, linksBefore)
+	}
+	if code := c.probeExec(admin, "a", "ping", "-c1", "-W1", ipB); code == 0 {
+		t.Errorf("after a port of netB was marked as router %s's interface, a pings b", rA)
 	}
 	// Through public addresses, as in Neutron, they do.
 	fip := c.fipCreate(admin)
