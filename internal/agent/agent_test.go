@@ -55,7 +55,11 @@ func wantDHCPHosts(t *testing.T, a *agent.Agent, svc *network.Service, networkID
 	}
 }
 
-func TestReconcile(t *testing.T) {
+// testHost is a throwaway namespace for an agent's bridges and a network
+// service on an embedded etcd, closed when the test ends; prefix is a
+// namespace prefix of the test's own.
+func testHost(t *testing.T, prefix string) (*hostnet.NS, *network.Service, string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	ctx := context.Background()
 	tn := testenv.NewNetns(t)
@@ -63,18 +67,23 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Close()
+	t.Cleanup(func() { _ = ns.Close() })
 	st, err := etcdstore.Open(ctx, etcdstore.Config{Embedded: &etcdstore.Embedded{Dir: t.TempDir(), UnsafeNoFsync: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { _ = st.Close() })
 	svc, err := network.New(ctx, st, network.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
-	prefix := "nimbo-agt" + tn.Name()[len(tn.Name())-6:]
+	t.Cleanup(svc.Close)
+	return ns, svc, prefix + tn.Name()[len(tn.Name())-6:]
+}
+
+func TestReconcile(t *testing.T) {
+	ctx := context.Background()
+	ns, svc, prefix := testHost(t, "nimbo-agt")
 	t.Cleanup(func() {
 		names, _ := hostnet.ListNetns(prefix + "-")
 		for _, n := range names {

@@ -7,10 +7,6 @@ import (
 	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/agent"
-	"github.com/nimbo-cloud/nimbo/internal/hostnet"
-	"github.com/nimbo-cloud/nimbo/internal/network"
-	"github.com/nimbo-cloud/nimbo/internal/store/etcdstore"
-	"github.com/nimbo-cloud/nimbo/internal/testenv"
 	"github.com/nimbo-cloud/nimbo/internal/underlay"
 )
 
@@ -46,26 +42,10 @@ func (u *countingUnderlay) state() (int, bool) {
 // with egress is left alone until its configuration changes; and passes in
 // between do not set it again.
 func TestUnderlayLooksForUplink(t *testing.T) {
-	testenv.RequireRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tn := testenv.NewNetns(t)
-	ns, err := hostnet.Open(tn.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	st, err := etcdstore.Open(ctx, etcdstore.Config{Embedded: &etcdstore.Embedded{Dir: t.TempDir(), UnsafeNoFsync: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	svc, err := network.New(ctx, st, network.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	cfg := agent.Config{Host: "h1", Network: svc, NS: ns, NetnsPrefix: "nimbo-upl" + tn.Name()[len(tn.Name())-6:]}
+	ns, svc, prefix := testHost(t, "nimbo-upl")
+	cfg := agent.Config{Host: "h1", Network: svc, NS: ns, NetnsPrefix: prefix}
 	agent.SetLookUplinkEvery(t, time.Hour)
 	cfg.Underlay = &countingUnderlay{}
 	a := agent.New(cfg)

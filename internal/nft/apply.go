@@ -114,7 +114,7 @@ func (f *Firewall) Delete(ctx context.Context) error {
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyBridge, nftables.TableFamilyINet} {
 		t, err := findTable(conn, fam, TableName)
 		if err != nil {
-			return fmt.Errorf("nft: list %s tables: %w", familyName(fam), err)
+			return fmt.Errorf("nft: list %s tables: %w", FamilyName(fam), err)
 		}
 		if t != nil {
 			conn.DelTable(t)

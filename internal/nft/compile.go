@@ -157,7 +157,7 @@ func (c *compiler) bridgeTable(ports []Port, cs map[string]*combo) *table {
 		}
 		k := portCombo(cs, p)
 		portMark.elems = append(portMark.elems, elem{
-			key: ifnameKey(p.Iface), val: native32(k.mark),
+			key: IfnameKey(p.Iface), val: Native32(k.mark),
 			text: fmt.Sprintf("%q : 0x%08x", p.Iface, k.mark),
 		})
 		// Addresses by the MAC they may be sent with.
@@ -186,7 +186,7 @@ func (c *compiler) bridgeTable(ports []Port, cs map[string]*combo) *table {
 			}
 			seen[mac.String()] = true
 			macOK.elems = append(macOK.elems, elem{
-				key:  concatKey(ifnameKey(p.Iface), mac),
+				key:  ConcatKey(IfnameKey(p.Iface), mac),
 				text: fmt.Sprintf("%q . %s", p.Iface, mac),
 			})
 			// The IPv6 link-local address derived from the MAC is always
@@ -198,8 +198,8 @@ func (c *compiler) bridgeTable(ports []Port, cs map[string]*combo) *table {
 					s = ip6OK
 				}
 				s.elems = append(s.elems, elem{
-					key:    concatKey(ifnameKey(p.Iface), mac, r.from.AsSlice()),
-					keyEnd: concatKey(ifnameKey(p.Iface), mac, r.to.AsSlice()),
+					key:    ConcatKey(IfnameKey(p.Iface), mac, r.from.AsSlice()),
+					keyEnd: ConcatKey(IfnameKey(p.Iface), mac, r.to.AsSlice()),
 					text:   fmt.Sprintf("%q . %s . %s", p.Iface, mac, r),
 				})
 			}
@@ -221,7 +221,7 @@ func (c *compiler) bridgeTable(ports []Port, cs map[string]*combo) *table {
 			r("meta mark set oifname map @port_mark accept  # names the receiving port's groups for inet forward",
 				metaLoad(expr.MetaKeyOIFNAME, reg1), mapLookup(reg1, reg1, portMark), metaSet(expr.MetaKeyMARK, reg1), verdict(expr.VerdictAccept, "")),
 			r("iifname @port_mark meta mark set 0x0  # to a port without port security: no ingress filter",
-				metaLoad(expr.MetaKeyIIFNAME, reg1), lookup(reg1, portMark), &expr.Immediate{Register: reg1, Data: native32(0)}, metaSet(expr.MetaKeyMARK, reg1)),
+				metaLoad(expr.MetaKeyIIFNAME, reg1), lookup(reg1, portMark), &expr.Immediate{Register: reg1, Data: Native32(0)}, metaSet(expr.MetaKeyMARK, reg1)),
 		}},
 		&chain{name: fromPort, rules: []rule{
 			r("meta mark set iifname map @port_mark  # names the sending port's groups for inet prerouting",
@@ -229,11 +229,11 @@ func (c *compiler) bridgeTable(ports []Port, cs map[string]*combo) *table {
 			r("iifname . ether saddr != @mac_ok drop",
 				metaLoad(expr.MetaKeyIIFNAME, reg32(0)), payload(expr.PayloadBaseLLHeader, 6, 6, reg32(4)), lookupInv(reg32(0), macOK), verdict(expr.VerdictDrop, "")),
 			r("ether type arp jump "+arpChain,
-				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(unix.ETH_P_ARP)), verdict(expr.VerdictJump, arpChain)),
+				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(unix.ETH_P_ARP)), verdict(expr.VerdictJump, arpChain)),
 			r("ether type ip jump "+ip4Chain,
-				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(unix.ETH_P_IP)), verdict(expr.VerdictJump, ip4Chain)),
+				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(unix.ETH_P_IP)), verdict(expr.VerdictJump, ip4Chain)),
 			r("ether type ip6 jump "+ip6Chain,
-				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(unix.ETH_P_IPV6)), verdict(expr.VerdictJump, ip6Chain)),
+				payload(expr.PayloadBaseLLHeader, 12, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(unix.ETH_P_IPV6)), verdict(expr.VerdictJump, ip6Chain)),
 			r("drop  # any other ether type", verdict(expr.VerdictDrop, "")),
 		}},
 		&chain{name: arpChain, rules: []rule{
@@ -301,7 +301,7 @@ func (c *compiler) inetTable(rs Ruleset, ports []Port, cs map[string]*combo) *ta
 	}
 	sort.Strings(brs)
 	for _, br := range brs {
-		zones.elems = append(zones.elems, elem{key: ifnameKey(br), val: native16(rs.Zones[br]), text: fmt.Sprintf("%q : %d", br, rs.Zones[br])})
+		zones.elems = append(zones.elems, elem{key: IfnameKey(br), val: native16(rs.Zones[br]), text: fmt.Sprintf("%q : %d", br, rs.Zones[br])})
 	}
 
 	// Remote group sets: the addresses of the ports in each group that a
@@ -381,7 +381,7 @@ func (c *compiler) inetTable(rs Ruleset, ports []Port, cs map[string]*combo) *ta
 				m = ingress
 			}
 			m.elems = append(m.elems, elem{
-				key: native32(cb.mark), verdict: &expr.Verdict{Kind: expr.VerdictJump, Chain: cb.chain(dir)},
+				key: Native32(cb.mark), verdict: &expr.Verdict{Kind: expr.VerdictJump, Chain: cb.chain(dir)},
 				text: fmt.Sprintf("0x%08x : jump %s  # groups [%s]", cb.mark, cb.chain(dir), cb.key),
 			})
 			t.chains = append(t.chains, comboChain(cb, dir, ndInSet, ndOutSet))
@@ -509,10 +509,10 @@ func ruleFor(rl Rule, t *table) rule {
 		es = append(es, payload(expr.PayloadBaseTransportHeader, 2, 2, reg1))
 		if lo == hi {
 			text = append(text, fmt.Sprintf("th dport %d", lo))
-			es = append(es, cmp(expr.CmpOpEq, reg1, be16(uint16(lo))))
+			es = append(es, cmp(expr.CmpOpEq, reg1, BE16(uint16(lo))))
 		} else {
 			text = append(text, fmt.Sprintf("th dport %d-%d", lo, hi))
-			es = append(es, &expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: be16(uint16(lo)), ToData: be16(uint16(hi))})
+			es = append(es, &expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: BE16(uint16(lo)), ToData: BE16(uint16(hi))})
 		}
 	case (proto == ProtoICMP || proto == ProtoICMPv6) && rl.PortMin != nil:
 		word := "icmp"
@@ -592,10 +592,10 @@ func nfproto(p byte) []expr.Any {
 func ctState(bits uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(bits), Xor: native32(0)},
-		cmp(expr.CmpOpNeq, reg1, native32(0)),
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: Native32(bits), Xor: Native32(0)},
+		cmp(expr.CmpOpNeq, reg1, Native32(0)),
 	}
 }
 
 // thPorts is a transport header's first 4 bytes: source and destination port.
-func thPorts(src, dst uint16) []byte { return append(be16(src), be16(dst)...) }
+func thPorts(src, dst uint16) []byte { return append(BE16(src), BE16(dst)...) }

@@ -126,7 +126,7 @@ func (c *chain) header(family nftables.TableFamily) string {
 	if c.hook == nil {
 		return "chain " + c.name
 	}
-	return fmt.Sprintf("chain %s { type %s hook %s priority %d; policy accept }", c.name, c.chainType(), hookName(*c.hook, family), *c.priority)
+	return fmt.Sprintf("chain %s { type %s hook %s priority %d; policy accept }", c.name, c.chainType(), HookName(*c.hook, family), *c.priority)
 }
 
 // fingerprint identifies the chain's whole content. Apply stores it in the
@@ -136,7 +136,7 @@ func (c *chain) fingerprint(family nftables.TableFamily) string {
 	fmt.Fprintln(h, c.header(family))
 	for _, r := range c.rules {
 		fmt.Fprintln(h, r.text)
-		fmt.Fprintln(h, dumpExprs(r.exprs))
+		fmt.Fprintln(h, DumpExprs(r.exprs))
 	}
 	return fpPrefix + hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -149,7 +149,8 @@ type rule struct {
 	exprs []expr.Any
 }
 
-func hookName(h nftables.ChainHook, family nftables.TableFamily) string {
+// HookName is nft's name of a netfilter hook.
+func HookName(h nftables.ChainHook, family nftables.TableFamily) string {
 	switch h {
 	case unix.NF_INET_PRE_ROUTING:
 		return "prerouting"
@@ -165,7 +166,8 @@ func hookName(h nftables.ChainHook, family nftables.TableFamily) string {
 	return fmt.Sprintf("hook%d", h)
 }
 
-func familyName(f nftables.TableFamily) string {
+// FamilyName is nft's name of a table family.
+func FamilyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyBridge:
 		return "bridge"
@@ -185,7 +187,7 @@ func familyName(f nftables.TableFamily) string {
 func (p *program) render() string {
 	var b strings.Builder
 	for _, t := range p.tables {
-		fmt.Fprintf(&b, "table %s %s\n", familyName(t.family), t.name)
+		fmt.Fprintf(&b, "table %s %s\n", FamilyName(t.family), t.name)
 		for _, s := range t.sets {
 			kind := "set"
 			typ := s.keyType.Name
@@ -215,7 +217,7 @@ func (p *program) render() string {
 		for _, c := range t.chains {
 			fmt.Fprintf(&b, "\t%s\n", c.header(t.family))
 			for _, r := range c.rules {
-				fmt.Fprintf(&b, "\t\t%s\n\t\t\t%s\n", r.text, dumpExprs(r.exprs))
+				fmt.Fprintf(&b, "\t\t%s\n\t\t\t%s\n", r.text, DumpExprs(r.exprs))
 			}
 		}
 	}
@@ -304,8 +306,9 @@ func verdictName(v expr.VerdictKind) string {
 	return fmt.Sprintf("verdict%d", v)
 }
 
-// dumpExprs prints expressions like `nft --debug=netlink` does.
-func dumpExprs(es []expr.Any) string {
+// DumpExprs prints expressions like `nft --debug=netlink` does; the golden
+// tests of nimbo's tables (firewall, router NAT, underlays) compare it.
+func DumpExprs(es []expr.Any) string {
 	parts := make([]string, 0, len(es))
 	for _, e := range es {
 		var s string
@@ -381,7 +384,7 @@ func dumpNAT(e *expr.NAT) string {
 	if e.Type == expr.NATTypeDestNAT {
 		s = "nat dnat"
 	}
-	s += " " + familyName(nftables.TableFamily(e.Family))
+	s += " " + FamilyName(nftables.TableFamily(e.Family))
 	for _, f := range []struct {
 		name string
 		reg  uint32
@@ -414,7 +417,8 @@ func dumpNAT(e *expr.NAT) string {
 
 // Encodings of keys and values.
 
-func ifnameKey(name string) []byte {
+// IfnameKey encodes an interface name as a set key (IFNAMSIZ, zero-padded).
+func IfnameKey(name string) []byte {
 	b := make([]byte, 16) // IFNAMSIZ, zero-padded
 	copy(b, name)
 	return b
@@ -427,8 +431,9 @@ func pad4(b []byte) []byte {
 	return b
 }
 
-// concatKey joins the parts of a concatenated key, each padded to 4 bytes.
-func concatKey(parts ...[]byte) []byte {
+// ConcatKey joins the parts of a concatenated key or value, each padded to
+// 4 bytes.
+func ConcatKey(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {
 		out = append(out, pad4(p)...)
@@ -436,8 +441,9 @@ func concatKey(parts ...[]byte) []byte {
 	return out
 }
 
-// native32 encodes a host-order 32-bit value (marks, ct state bits).
-func native32(v uint32) []byte {
+// Native32 encodes a host-order 32-bit value (marks, ct state and status
+// bits).
+func Native32(v uint32) []byte {
 	b := make([]byte, 4)
 	binary.NativeEndian.PutUint32(b, v)
 	return b
@@ -449,7 +455,8 @@ func native16(v uint16) []byte {
 	return b
 }
 
-func be16(v uint16) []byte {
+// BE16 encodes a port (network order).
+func BE16(v uint16) []byte {
 	b := make([]byte, 2)
 	binary.BigEndian.PutUint16(b, v)
 	return b

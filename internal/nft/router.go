@@ -244,7 +244,7 @@ func applyProgram(ctx context.Context, ns *hostnet.NS, last *applied, prog *prog
 		if cached {
 			st = last.tables[i]
 		} else if st, err = readTable(conn, t.family, t.name); err != nil {
-			return Stats{}, nil, fmt.Errorf("nft: read %s table %s: %w", familyName(t.family), t.name, err)
+			return Stats{}, nil, fmt.Errorf("nft: read %s table %s: %w", FamilyName(t.family), t.name, err)
 		}
 		if err := a.plan(t, st); err != nil {
 			return Stats{}, nil, err

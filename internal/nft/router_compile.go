@@ -266,12 +266,12 @@ func compileRouter(rr RouterRules) (*program, error) {
 	}
 	fwd.elems = make([]elem, 0, nfwd)
 	for _, f := range p.fwds {
-		key := func(port uint16) []byte { return concatKey([]byte{f.proto}, f.ext.AsSlice(), be16(port)) }
+		key := func(port uint16) []byte { return ConcatKey([]byte{f.proto}, f.ext.AsSlice(), BE16(port)) }
 		switch {
 		case f.size() == 1 || f.expandedSize > 0:
 			for k := 0; k < f.size(); k++ {
 				ep, ip := f.eMin+uint16(k), f.iMin+uint16(k)
-				fwd.elems = append(fwd.elems, elem{key: key(ep), val: concatKey(f.intl.AsSlice(), be16(ip)),
+				fwd.elems = append(fwd.elems, elem{key: key(ep), val: ConcatKey(f.intl.AsSlice(), BE16(ip)),
 					text: fmt.Sprintf("%s . %s . %d : %s . %d", protoName(f.proto), f.ext, ep, f.intl, ip)})
 			}
 		default: // N:1, or the same ports
@@ -280,7 +280,7 @@ func compileRouter(rr RouterRules) (*program, error) {
 				note = "all to one port"
 			}
 			fwdRange.elems = append(fwdRange.elems, elem{key: key(f.eMin), keyEnd: key(f.eMax),
-				val:  concatKey(f.intl.AsSlice(), be16(f.iMin), be16(f.iMax)),
+				val:  ConcatKey(f.intl.AsSlice(), BE16(f.iMin), BE16(f.iMax)),
 				text: fmt.Sprintf("%s . %s . %d-%d : %s . %d . %d  # %s", protoName(f.proto), f.ext, f.eMin, f.eMax, f.intl, f.iMin, f.iMax, note)})
 		}
 	}
@@ -297,25 +297,25 @@ func compileRouter(rr RouterRules) (*program, error) {
 		var es []expr.Any
 		if gw != "" {
 			text = fmt.Sprintf("iifname != %q ", gw)
-			es = append(es, metaLoad(expr.MetaKeyIIFNAME, reg1), cmp(expr.CmpOpNeq, reg1, ifnameKey(gw)))
+			es = append(es, metaLoad(expr.MetaKeyIIFNAME, reg1), cmp(expr.CmpOpNeq, reg1, IfnameKey(gw)))
 		}
 		pre.rules = append(pre.rules, r(text+fmt.Sprintf("ip daddr %s tcp dport 80 ct mark set 0x%08x redirect to :%d  # metadata, from internal legs", MetadataAddr, metadataCtMark, p.mdPort),
 			es,
 			payload(expr.PayloadBaseNetworkHeader, 16, 4, reg1), cmp(expr.CmpOpEq, reg1, MetadataAddr.AsSlice()),
 			l4proto(unix.IPPROTO_TCP),
-			payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(80)),
-			&expr.Immediate{Register: reg1, Data: native32(metadataCtMark)}, &expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
-			&expr.Immediate{Register: reg1, Data: be16(p.mdPort)},
+			payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(80)),
+			&expr.Immediate{Register: reg1, Data: Native32(metadataCtMark)}, &expr.Ct{Key: expr.CtKeyMARK, Register: reg1, SourceRegister: true},
+			&expr.Immediate{Register: reg1, Data: BE16(p.mdPort)},
 			&expr.Redir{RegisterProtoMin: reg1, Flags: expr.NF_NAT_RANGE_PROTO_SPECIFIED}))
 		input.rules = append(input.rules,
 			r(fmt.Sprintf("tcp dport %d ct mark 0x%08x accept  # redirected metadata requests", p.mdPort, metadataCtMark),
 				l4proto(unix.IPPROTO_TCP),
-				payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(p.mdPort)),
-				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1}, cmp(expr.CmpOpEq, reg1, native32(metadataCtMark)),
+				payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(p.mdPort)),
+				&expr.Ct{Key: expr.CtKeyMARK, Register: reg1}, cmp(expr.CmpOpEq, reg1, Native32(metadataCtMark)),
 				verdict(expr.VerdictAccept, "")),
 			r(fmt.Sprintf("tcp dport %d drop  # the metadata listener only through the redirect", p.mdPort),
 				l4proto(unix.IPPROTO_TCP),
-				payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, be16(p.mdPort)),
+				payload(expr.PayloadBaseTransportHeader, 2, 2, reg1), cmp(expr.CmpOpEq, reg1, BE16(p.mdPort)),
 				verdict(expr.VerdictDrop, "")))
 	}
 	if gw != "" {
@@ -337,9 +337,9 @@ func compileRouter(rr RouterRules) (*program, error) {
 		)
 		hairpin := []expr.Any{
 			&expr.Ct{Key: expr.CtKeySTATUS, Register: reg1},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(ipsDstNAT), Xor: native32(0)},
-			cmp(expr.CmpOpNeq, reg1, native32(0)),
-			metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpNeq, reg1, ifnameKey(gw)),
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: Native32(ipsDstNAT), Xor: Native32(0)},
+			cmp(expr.CmpOpNeq, reg1, Native32(0)),
+			metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpNeq, reg1, IfnameKey(gw)),
 			payload(expr.PayloadBaseNetworkHeader, 12, 4, reg1), lookup(reg1, internal),
 		}
 		post.rules = append(post.rules,
@@ -349,14 +349,14 @@ func compileRouter(rr RouterRules) (*program, error) {
 			r(fmt.Sprintf("ct status dnat oifname != %q ip saddr @internal masquerade  # hairpin from other hosts: the router's address on the leg", gw),
 				hairpin, &expr.Masq{}),
 			r(fmt.Sprintf("oifname %q snat ip to ip saddr map @fip_snat  # floating IPs", gw),
-				metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpEq, reg1, ifnameKey(gw)),
+				metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpEq, reg1, IfnameKey(gw)),
 				payload(expr.PayloadBaseNetworkHeader, 12, 4, reg1), mapLookup(reg1, reg1, fipSNAT),
 				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1}),
 		)
 		if p.snat {
 			post.rules = append(post.rules,
 				r(fmt.Sprintf("oifname %q ip saddr @internal snat ip to %s", gw, p.gwIP),
-					metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpEq, reg1, ifnameKey(gw)),
+					metaLoad(expr.MetaKeyOIFNAME, reg1), cmp(expr.CmpOpEq, reg1, IfnameKey(gw)),
 					payload(expr.PayloadBaseNetworkHeader, 12, 4, reg1), lookup(reg1, internal),
 					&expr.Immediate{Register: reg1, Data: p.gwIP.AsSlice()},
 					&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1}))

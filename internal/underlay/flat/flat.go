@@ -48,6 +48,7 @@ import (
 
 	"github.com/nimbo-cloud/nimbo/internal/errdefs"
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/nft"
 	"github.com/nimbo-cloud/nimbo/internal/underlay"
 	"github.com/nimbo-cloud/nimbo/internal/underlay/internal/nftprog"
 )
@@ -103,14 +104,14 @@ func program(ports []port) *nftprog.Table {
 	seen := map[string]bool{}
 	for _, p := range ports {
 		if !seen[p.ifname] {
-			phys.Elems = append(phys.Elems, nftprog.Elem{Key: nftprog.IfnameKey(p.ifname), Text: fmt.Sprintf("%q", p.ifname)})
+			phys.Elems = append(phys.Elems, nftprog.Elem{Key: nft.IfnameKey(p.ifname), Text: fmt.Sprintf("%q", p.ifname)})
 			seen[p.ifname] = true
 		}
-		owned.Elems = append(owned.Elems, nftprog.Elem{Key: nftprog.Concat(nftprog.IfnameKey(p.ifname), nftprog.IfnameKey(p.bridge)),
+		owned.Elems = append(owned.Elems, nftprog.Elem{Key: nft.ConcatKey(nft.IfnameKey(p.ifname), nft.IfnameKey(p.bridge)),
 			Text: fmt.Sprintf("%q . %q", p.ifname, p.bridge)})
 	}
 	etherType := func(v uint16) []expr.Any {
-		return []expr.Any{nftprog.Payload(expr.PayloadBaseLLHeader, 12, 2, nftprog.Reg1), nftprog.Cmp(expr.CmpOpEq, nftprog.Reg1, nftprog.BE16(v))}
+		return []expr.Any{nftprog.Payload(expr.PayloadBaseLLHeader, 12, 2, nftprog.Reg1), nftprog.Cmp(expr.CmpOpEq, nftprog.Reg1, nft.BE16(v))}
 	}
 	t.Chains = append(t.Chains, &nftprog.Chain{Name: "forward", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 		Priority: nftables.ChainPriorityRef(-200), Rules: []nftprog.Rule{

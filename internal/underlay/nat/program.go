@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/nimbo-cloud/nimbo/internal/nft"
 	"github.com/nimbo-cloud/nimbo/internal/underlay"
 	"github.com/nimbo-cloud/nimbo/internal/underlay/internal/nftprog"
 )
@@ -92,26 +93,26 @@ func program(p plan) *nftprog.Table {
 	extIfs := t.AddSet(&nftprog.Set{Name: "ext_ifs", KeyType: nftables.TypeIFName, KeyOrder: binaryutil.NativeEndian,
 		Comment: "the external networks' bridges"})
 	for _, e := range p.externals {
-		extIfs.Elems = append(extIfs.Elems, nftprog.Elem{Key: nftprog.IfnameKey(e.Bridge), Text: fmt.Sprintf("%q  # %s %s", e.Bridge, e.NetworkID, e.CIDR)})
+		extIfs.Elems = append(extIfs.Elems, nftprog.Elem{Key: nft.IfnameKey(e.Bridge), Text: fmt.Sprintf("%q  # %s %s", e.Bridge, e.NetworkID, e.CIDR)})
 	}
 	pub := t.AddSet(&nftprog.Set{Name: "published", KeyType: typePubKey, DataType: typePubVal, IsMap: true, Concat: true,
 		Comment: "published forwards: protocol . host address . port : target address . port"})
 	for _, f := range p.published {
 		pub.Elems = append(pub.Elems, nftprog.Elem{
-			Key:  nftprog.Concat([]byte{f.Protocol.Number()}, f.Host.Addr().AsSlice(), nftprog.BE16(f.Host.Port())),
-			Val:  nftprog.Concat(f.Target.Addr().AsSlice(), nftprog.BE16(f.Target.Port())),
+			Key:  nft.ConcatKey([]byte{f.Protocol.Number()}, f.Host.Addr().AsSlice(), nft.BE16(f.Host.Port())),
+			Val:  nft.ConcatKey(f.Target.Addr().AsSlice(), nft.BE16(f.Target.Port())),
 			Text: fmt.Sprintf("%s . %s . %d : %s . %d", f.Protocol, f.Host.Addr(), f.Host.Port(), f.Target.Addr(), f.Target.Port()),
 		})
 	}
 	fwd := t.AddSet(&nftprog.Set{Name: setFwdOwned, KeyType: nftables.TypeIFName, KeyOrder: binaryutil.NativeEndian,
 		Comment: "bookkeeping: interfaces whose net.ipv4.conf.*.forwarding nat turned on"})
 	for _, name := range p.fwdOwned {
-		fwd.Elems = append(fwd.Elems, nftprog.Elem{Key: nftprog.IfnameKey(name), Text: fmt.Sprintf("%q", name)})
+		fwd.Elems = append(fwd.Elems, nftprog.Elem{Key: nft.IfnameKey(name), Text: fmt.Sprintf("%q", name)})
 	}
 	addrs := t.AddSet(&nftprog.Set{Name: setAddrOwned, KeyType: typeIfAddr4, Concat: true,
 		Comment: "bookkeeping: gateway addresses nat put on bridges"})
 	for _, a := range p.addrOwned {
-		addrs.Elems = append(addrs.Elems, nftprog.Elem{Key: nftprog.Concat(nftprog.IfnameKey(a.ifname), a.addr.AsSlice()),
+		addrs.Elems = append(addrs.Elems, nftprog.Elem{Key: nft.ConcatKey(nft.IfnameKey(a.ifname), a.addr.AsSlice()),
 			Text: fmt.Sprintf("%q . %s", a.ifname, a.addr)})
 	}
 

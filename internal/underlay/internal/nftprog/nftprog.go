@@ -11,6 +11,10 @@
 // that record what the underlay changed on the host (its bookkeeping) are
 // read back with Read, so a restarted process, or Teardown without any
 // configuration, knows what to undo.
+//
+// Rendering of expressions, table families and hooks, and the encoding of
+// keys (interface names, ports, concatenations), are internal/nft's, the
+// same as for the firewall and the routers' NAT: one printer, one encoder.
 package nftprog
 
 import (
@@ -27,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
+	"github.com/nimbo-cloud/nimbo/internal/nft"
 )
 
 // Table is one nftables table with its sets (and their elements) and chains
@@ -95,7 +100,7 @@ func (t *Table) Fingerprint() string {
 // --debug=netlink`), for golden tests and for readers.
 func (t *Table) Render() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table %s %s\n", FamilyName(t.Family), t.Name)
+	fmt.Fprintf(&b, "table %s %s\n", nft.FamilyName(t.Family), t.Name)
 	for _, s := range t.Sets {
 		kind, typ := "set", s.KeyType.Name
 		if s.IsMap {
@@ -114,10 +119,10 @@ func (t *Table) Render() string {
 		if c.Hook == nil {
 			fmt.Fprintf(&b, "\tchain %s\n", c.Name)
 		} else {
-			fmt.Fprintf(&b, "\tchain %s { type %s hook %s priority %d; policy accept }\n", c.Name, c.Type, hookName(*c.Hook), *c.Priority)
+			fmt.Fprintf(&b, "\tchain %s { type %s hook %s priority %d; policy accept }\n", c.Name, c.Type, nft.HookName(*c.Hook, t.Family), *c.Priority)
 		}
 		for _, r := range c.Rules {
-			fmt.Fprintf(&b, "\t\t%s\n\t\t\t%s\n", r.Text, DumpExprs(r.Exprs))
+			fmt.Fprintf(&b, "\t\t%s\n\t\t\t%s\n", r.Text, nft.DumpExprs(r.Exprs))
 		}
 	}
 	return b.String()
@@ -144,7 +149,7 @@ func conn(ns *hostnet.NS) (*nftables.Conn, error) {
 func findTable(c *nftables.Conn, family nftables.TableFamily, name string) (*nftables.Table, error) {
 	ts, err := c.ListTablesOfFamily(family)
 	if err != nil {
-		return nil, fmt.Errorf("list %s tables: %w", FamilyName(family), err)
+		return nil, fmt.Errorf("list %s tables: %w", nft.FamilyName(family), err)
 	}
 	for _, t := range ts {
 		if t.Name == name {
@@ -275,7 +280,7 @@ func Apply(ns *hostnet.NS, t *Table, st State) (bool, error) {
 		return false, fmt.Errorf("nftprog: table %s has no rule to carry its fingerprint", t.Name)
 	}
 	if err := c.Flush(); err != nil {
-		return false, fmt.Errorf("install table %s %s: %w", FamilyName(t.Family), t.Name, err)
+		return false, fmt.Errorf("install table %s %s: %w", nft.FamilyName(t.Family), t.Name, err)
 	}
 	return true, nil
 }
@@ -294,38 +299,7 @@ func Delete(ns *hostnet.NS, family nftables.TableFamily, name string) error {
 	}
 	c.DelTable(t)
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("delete table %s %s: %w", FamilyName(family), name, err)
+		return fmt.Errorf("delete table %s %s: %w", nft.FamilyName(family), name, err)
 	}
 	return nil
-}
-
-// FamilyName is nft's name of a table family.
-func FamilyName(f nftables.TableFamily) string {
-	switch f {
-	case nftables.TableFamilyBridge:
-		return "bridge"
-	case nftables.TableFamilyINet:
-		return "inet"
-	case nftables.TableFamilyIPv4:
-		return "ip"
-	case nftables.TableFamilyIPv6:
-		return "ip6"
-	}
-	return fmt.Sprintf("family%d", f)
-}
-
-func hookName(h nftables.ChainHook) string {
-	switch h {
-	case unix.NF_INET_PRE_ROUTING:
-		return "prerouting"
-	case unix.NF_INET_LOCAL_IN:
-		return "input"
-	case unix.NF_INET_FORWARD:
-		return "forward"
-	case unix.NF_INET_LOCAL_OUT:
-		return "output"
-	case unix.NF_INET_POST_ROUTING:
-		return "postrouting"
-	}
-	return fmt.Sprintf("hook%d", h)
 }
