@@ -233,7 +233,10 @@ func (a *Agent) ensureRouter(ctx context.Context, st *routerState, d *desired) e
 		host := hostnet.IfName(routerGwPrefix, g.ID)
 		d.links[host] = true
 		addrs := st.rules.GatewayAddrs(st.gwSubnet.CIDR.Bits())
-		if err := a.cfg.NS.EnsureVeth(ctx, hostnet.Veth{Name: host, Bridge: BridgeName(n.ID), MTU: n.MTU,
+		// Hairpin: a packet the host translates from this router to one
+		// of its own floating IPs (a published forward used from behind
+		// the router) is bridged back out of the leg it came in by.
+		if err := a.cfg.NS.EnsureVeth(ctx, hostnet.Veth{Name: host, Bridge: BridgeName(n.ID), MTU: n.MTU, Hairpin: true,
 			Peer: hostnet.VethPeer{NS: ns, Name: st.rules.GatewayIface, MAC: mac(g.MAC), Addrs: addrs}}); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}

@@ -192,6 +192,21 @@ func TestBridgeVethTap(t *testing.T) {
 		t.Errorf("second EnsureVeth changed links:\n%v\n%v", before, after)
 	}
 
+	// Hairpin mode: on for the port that asks for it (twice: adopted),
+	// left off for the other.
+	v2.Hairpin = true
+	for range 2 {
+		if err := sw.EnsureVeth(ctx, v2); err != nil {
+			t.Fatalf("EnsureVeth with hairpin: %v", err)
+		}
+	}
+	for port, want := range map[string]string{"v1": "hairpin off", "v2": "hairpin on"} {
+		out, err := exec.Command("bridge", "-netns", swn.Name(), "-d", "link", "show", "dev", port).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("bridge port %s: want %q: %v: %s", port, want, err, out)
+		}
+	}
+
 	links, err := sw.ListLinks(ctx, "v")
 	if err != nil {
 		t.Fatal(err)

@@ -191,7 +191,13 @@ type Veth struct {
 	Name   string // the end in this namespace
 	Bridge string // bridge to attach Name to; "" for none
 	MTU    int    // of both ends; 0 keeps the kernel's default
-	Peer   VethPeer
+	// Hairpin turns on hairpin mode on Name's bridge port, so the bridge
+	// may send a frame back out of the port it came in by: a router's
+	// gateway leg needs it when the host translates a packet of the router
+	// into one for the router itself (br_netfilter then bridges it back).
+	// False leaves the port's mode as it is.
+	Hairpin bool
+	Peer    VethPeer
 }
 
 // VethPeer is the far end of a Veth.
@@ -283,6 +289,17 @@ func (n *NS) EnsureVeth(ctx context.Context, v Veth) error {
 	}
 	if err := n.setLinkAttrs(host, nil, v.MTU, v.Bridge, true); err != nil {
 		return err
+	}
+	if v.Hairpin && v.Bridge != "" {
+		pi, err := n.nl.LinkGetProtinfo(host)
+		if err != nil {
+			return fmt.Errorf("hostnet: bridge port flags of %s: %w", v.Name, err)
+		}
+		if !pi.Hairpin {
+			if err := n.nl.LinkSetHairpin(host, true); err != nil {
+				return fmt.Errorf("hostnet: hairpin mode on %s: %w", v.Name, err)
+			}
+		}
 	}
 	if err := pns.setLinkAttrs(peer, v.Peer.MAC, v.MTU, "", true); err != nil {
 		return err

@@ -506,6 +506,13 @@ func TestRouterDataplane(t *testing.T) {
 	if got := bSSH.nthPeer(t, 2); got != upstreamIP {
 		t.Errorf("the probe sees the published forward's connection from %s, want the client's %s", got, upstreamIP)
 	}
+	// Hairpin through the host: a probe behind the same router uses the
+	// published address too (the host translates the source to its own
+	// gateway address, so the replies come back through it).
+	session(t, c.probePath("a"), hostUpIP+":2222")
+	if got := bSSH.nthPeer(t, 3); got != publicGW {
+		t.Errorf("the probe sees the published forward's hairpinned connection from %s, want the host's %s", got, publicGW)
+	}
 	if err := unreachable(up.Path(), hostUpIP+":2223"); err != nil {
 		t.Errorf("an unforwarded port of the publish address: %v", err)
 	}

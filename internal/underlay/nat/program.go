@@ -81,8 +81,9 @@ func (p *plan) normalise() {
 //	  from an external bridge to anywhere else, 169.254.0.0/16: drop
 //	  to an external bridge from anywhere else: jump into_ext
 //	into_ext: established/related accept; DNATed (published) accept; drop
-//	prerouting and output (nat, -100):
+//	prerouting (nat, -100), from an external bridge or a non-bridge interface:
 //	  dnat to (l4proto . daddr . dport) map @published
+//	output (nat, -100): the same, for the host's own connections
 //	postrouting (nat, 100), per external subnet:
 //	  from the subnet to anything but an external bridge: masquerade
 //	  from the subnet, DNATed, back to an external bridge: masquerade (hairpin)
@@ -135,21 +136,33 @@ func program(p plan) *nftprog.Table {
 				nftprog.Verdict(expr.VerdictDrop, "")),
 		}},
 	)
-	dnat := func() nftprog.Rule {
-		return nftprog.R("dnat ip to meta l4proto . ip daddr . th dport map @published",
+	dnat := func(text string, match ...any) nftprog.Rule {
+		return nftprog.R(text+"dnat ip to meta l4proto . ip daddr . th dport map @published", append(match,
 			nftprog.Meta(expr.MetaKeyL4PROTO, nftprog.Reg32(0)),
 			nftprog.Payload(expr.PayloadBaseNetworkHeader, daddr, 4, nftprog.Reg32(1)),
 			nftprog.Payload(expr.PayloadBaseTransportHeader, 2, 2, nftprog.Reg32(2)),
 			nftprog.MapTo(nftprog.Reg32(0), nftprog.Reg1, pub),
 			// The value lands in register 1: the address in its first 4
 			// bytes (reg32 0), the port in the next 4 (reg32 1).
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: nftprog.Reg1, RegProtoMin: nftprog.Reg32(1)})
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: nftprog.Reg1, RegProtoMin: nftprog.Reg32(1)})...)
+	}
+	// Published forwards apply to what the host routes: packets from its
+	// own interfaces and from the external networks (a router using a
+	// published address, hairpinned back to it), never to frames bridged
+	// on a tenant network, which br_netfilter also shows to this hook
+	// (with the bridge as their input interface).
+	pre := []nftprog.Rule{dnat("iifname @ext_ifs ", nftprog.IfnameIn(false, true, extIfs))}
+	if p.bridges != "" {
+		pre = append(pre, dnat(fmt.Sprintf("iifname != \"%s*\" ", p.bridges),
+			[]expr.Any{nftprog.Meta(expr.MetaKeyIIFNAME, nftprog.Reg1), nftprog.Cmp(expr.CmpOpNeq, nftprog.Reg1, []byte(p.bridges))}))
+	} else {
+		pre = []nftprog.Rule{dnat("")}
 	}
 	t.Chains = append(t.Chains,
 		&nftprog.Chain{Name: "prerouting", Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
-			Rules: []nftprog.Rule{dnat()}},
+			Rules: pre},
 		&nftprog.Chain{Name: "output", Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest,
-			Rules: []nftprog.Rule{dnat()}},
+			Rules: []nftprog.Rule{dnat("")}},
 	)
 	post := &nftprog.Chain{Name: "postrouting", Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
 	for _, e := range p.externals {
