@@ -291,14 +291,11 @@ func (n *NS) EnsureVeth(ctx context.Context, v Veth) error {
 		return err
 	}
 	if v.Hairpin && v.Bridge != "" {
-		pi, err := n.nl.LinkGetProtinfo(host)
-		if err != nil {
-			return fmt.Errorf("hostnet: bridge port flags of %s: %w", v.Name, err)
-		}
-		if !pi.Hairpin {
-			if err := n.nl.LinkSetHairpin(host, true); err != nil {
-				return fmt.Errorf("hostnet: hairpin mode on %s: %w", v.Name, err)
-			}
+		// Set, not read first: reading a port's flags dumps every bridge
+		// port of the namespace (O(ports) per call), setting is one
+		// message, and setting the mode it has changes nothing.
+		if err := n.nl.LinkSetHairpin(host, true); err != nil {
+			return fmt.Errorf("hostnet: hairpin mode on %s: %w", v.Name, err)
 		}
 	}
 	if err := pns.setLinkAttrs(peer, v.Peer.MAC, v.MTU, "", true); err != nil {
