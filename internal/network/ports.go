@@ -47,6 +47,19 @@ func (s *Service) ListPorts(c policy.Creds) []Port {
 	return out
 }
 
+// ListPortsVersioned is ListPorts with each port's store revision (read-only
+// values, see store.Memo): a port with the same ID and revision is the same,
+// so callers may keep what they derive from it.
+func (s *Service) ListPortsVersioned(c policy.Creds) []store.Versioned[Port] {
+	var out []store.Versioned[Port]
+	for _, v := range s.ports.ListVersioned(pPorts) {
+		if s.canSeePort(c, v.Value) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // ListNetworkPorts lists every port of a network (for the agent; no policy;
 // read-only values, see store.Memo).
 func (s *Service) ListNetworkPorts(networkID string) []Port {

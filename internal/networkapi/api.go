@@ -29,13 +29,14 @@ const Prefix = "/networking"
 
 // API is the Neutron HTTP API.
 type API struct {
-	svc  *network.Service
-	base string // public base URL + Prefix
+	svc   *network.Service
+	base  string       // public base URL + Prefix
+	ports *renderCache // port list renderings
 }
 
 // Register adds the network routes to srv; base is the public base URL.
 func Register(srv *server.Server, svc *network.Service, base string) *API {
-	a := &API{svc: svc, base: strings.TrimSuffix(base, "/") + Prefix}
+	a := &API{svc: svc, base: strings.TrimSuffix(base, "/") + Prefix, ports: newRenderCache()}
 	srv.Prefix(Prefix, server.Neutron)
 	srv.AcceptJSONSuffix(Prefix)
 	pub := func(p string, h server.HandlerFunc) { srv.Public(server.Neutron, p, h) }

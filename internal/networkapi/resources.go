@@ -111,6 +111,16 @@ func subnetWire(sn network.Subnet) v2.Subnet {
 }
 
 func (a *API) port(c policy.Creds, p network.Port) map[string]any {
+	return renderPort(p, bindingVisible(c, p))
+}
+
+// bindingVisible says whether c sees p's binding:* attributes.
+func bindingVisible(c policy.Creds, p network.Port) bool {
+	return policy.Allowed("network:get_port:binding", c, policy.Target{ProjectID: p.ProjectID})
+}
+
+// renderPort is p on the wire, with or without its binding:* attributes.
+func renderPort(p network.Port, binding bool) map[string]any {
 	out := v2.Port{ID: p.ID, Name: p.Name, Description: p.Description, ProjectID: p.ProjectID, TenantID: p.ProjectID,
 		NetworkID: p.NetworkID, AdminStateUp: p.AdminStateUp, Status: p.Status, MACAddress: p.MAC, FixedIPs: []v2.FixedIP{},
 		DeviceID: p.DeviceID, DeviceOwner: p.DeviceOwner, SecurityGroups: p.SecurityGroups, AllowedAddressPairs: []v2.AddressPair{},
@@ -134,7 +144,7 @@ func (a *API) port(c policy.Creds, p network.Port) map[string]any {
 		out.AllowedAddressPairs = append(out.AllowedAddressPairs, v2.AddressPair{IPAddress: ip, MACAddress: mac})
 	}
 	m := render(out)
-	if policy.Allowed("network:get_port:binding", c, policy.Target{ProjectID: p.ProjectID}) {
+	if binding {
 		vif := p.VIFType
 		if vif == "" {
 			vif = "unbound"
@@ -337,11 +347,7 @@ func (a *API) coreResources() []resource {
 			})},
 			list: func(r *http.Request) ([]map[string]any, error) {
 				c := creds(r)
-				var out []map[string]any
-				for _, p := range a.svc.ListPorts(c) {
-					out = append(out, a.port(c, p))
-				}
-				return out, nil
+				return a.ports.list(a.svc, c, a.svc.ListPortsVersioned(c)), nil
 			},
 			show: func(r *http.Request, id string) (map[string]any, error) {
 				c := creds(r)

@@ -53,15 +53,37 @@ func (m *Memo[T]) Get(key string) (T, bool) {
 // List returns every object under prefix in key order (read-only), and
 // forgets the decoded copies of keys under prefix that are gone.
 func (m *Memo[T]) List(prefix string) []T {
+	out := []T{}
+	m.walk(prefix, func(_ KV, v T) { out = append(out, v) })
+	return out
+}
+
+// Versioned is an object with the store revision it was last changed at:
+// the same key and Rev always mean the same value, so callers can keep
+// what they derive from it (a rendering) until Rev moves.
+type Versioned[T any] struct {
+	Value T
+	Rev   int64
+}
+
+// ListVersioned is List with each object's revision.
+func (m *Memo[T]) ListVersioned(prefix string) []Versioned[T] {
+	var out []Versioned[T]
+	m.walk(prefix, func(kv KV, v T) { out = append(out, Versioned[T]{Value: v, Rev: kv.ModRev}) })
+	return out
+}
+
+// walk calls fn with every object under prefix in key order, and forgets
+// the decoded copies of keys under prefix that are gone.
+func (m *Memo[T]) walk(prefix string, fn func(KV, T)) {
 	kvs := m.c.List(prefix)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]T, 0, len(kvs))
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
 		seen[kv.Key] = true
 		if v, ok := m.decode(kv); ok {
-			out = append(out, v)
+			fn(kv, v)
 		}
 	}
 	for k := range m.m {
@@ -69,5 +91,4 @@ func (m *Memo[T]) List(prefix string) []T {
 			delete(m.m, k)
 		}
 	}
-	return out
 }

@@ -90,4 +90,18 @@ func TestMemo(t *testing.T) {
 	if _, ok := m.Get("/m/b"); ok {
 		t.Fatal("a deleted object is still there")
 	}
+	// Versions: the same revision until the object changes.
+	v1 := m.ListVersioned("/m/")
+	if len(v1) != 1 || v1[0].Value.Count != 7 || v1[0].Rev == 0 {
+		t.Fatalf("ListVersioned = %+v", v1)
+	}
+	if v := m.ListVersioned("/m/"); v[0].Rev != v1[0].Rev {
+		t.Fatalf("revision moved without a change: %d, then %d", v1[0].Rev, v[0].Rev)
+	}
+	if err := c.Commit(ctx, store.Txn{Ops: []store.Op{store.PutJSON("/m/a", thing{Name: "a", Count: 8})}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.ListVersioned("/m/"); v[0].Rev <= v1[0].Rev || v[0].Value.Count != 8 {
+		t.Fatalf("after a change: %+v (before %+v)", v, v1)
+	}
 }
