@@ -24,6 +24,12 @@ type stats struct {
 	hasRPS                  bool
 }
 
+// failed records a sequence that stopped on err (one failure).
+func (s stats) failed(err error) stats {
+	s.Errors, s.FirstError = 1, err.Error()
+	return s
+}
+
 // summarize computes stats over d (which it sorts).
 func summarize(d []time.Duration) stats {
 	var s stats

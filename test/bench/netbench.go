@@ -426,9 +426,7 @@ func measureProbes(ctx context.Context, cfg config, nc netClient, token, network
 		cp.ops[k] = s
 	}
 	if firstErr != nil {
-		s := cp.ops[opProbeDHCP]
-		s.Errors, s.FirstError = 1, firstErr.Error()
-		cp.ops[opProbeDHCP] = s
+		cp.ops[opProbeDHCP] = cp.ops[opProbeDHCP].failed(firstErr)
 	}
 	del := deleteProbes(ctx, cfg, nc, token, made)
 	cp.ops[opProbeDelete] = del
@@ -523,7 +521,7 @@ func measureProbeCLI(ctx context.Context, cfg config, nc netClient, token, netwo
 	s := summarize(lat)
 	s.Elapsed, s.Clients = time.Since(start), 1
 	if firstErr != nil {
-		s.Errors, s.FirstError = 1, firstErr.Error()
+		s = s.failed(firstErr)
 	}
 	cp.ops[opProbeCLI] = s
 	del := deleteProbes(ctx, cfg, nc, token, ids)
