@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbo-cloud/nimbo/internal/hostnet"
@@ -20,6 +21,9 @@ import (
 // costs the same with 1 or 1,000 routers.
 var ResyncEvery = 5 * time.Minute
 
+// unencodable numbers the fingerprints of parts JSON cannot encode.
+var unencodable atomic.Uint64
+
 // fingerprint is a digest of everything a piece of kernel state is built
 // from: of the values, not of where they live (JSON follows pointers, which
 // fmt's %v would print as addresses, so equal states decoded apart would
@@ -31,7 +35,7 @@ func fingerprint(parts ...any) string {
 		if err := enc.Encode(p); err != nil {
 			// Not encodable: a digest no other call gives, so the
 			// state is built every time rather than skipped wrongly.
-			fmt.Fprintf(h, "%p%v", &p, err)
+			fmt.Fprintf(h, "unencodable %d: %v", unencodable.Add(1), err)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])

@@ -56,3 +56,12 @@ func TestRouterFingerprintFollowsValues(t *testing.T) {
 		t.Fatalf("enable_snat changed behind a pointer, fingerprint stayed %s", a)
 	}
 }
+
+// A part JSON cannot encode never lets two fingerprints match (the state
+// is built every time rather than skipped wrongly).
+func TestFingerprintOfUnencodable(t *testing.T) {
+	ch := make(chan int)
+	if a, b := fingerprint("x", ch), fingerprint("x", ch); a == b {
+		t.Fatalf("two fingerprints of an unencodable part match: %s", a)
+	}
+}

@@ -37,45 +37,35 @@ const (
 
 // list renders ports as c sees them.
 func (rc *renderCache) list(svc *network.Service, c policy.Creds, ports []store.Versioned[network.Port]) []map[string]any {
-	out := make([]map[string]any, 0, len(ports))
-	var todo []int // indexes of out still to render
+	out := make([]map[string]any, len(ports))
+	slot := make([]int, len(ports)) // 1: with binding:* attributes
+	var todo []int                  // indexes still to render
 	rc.mu.Lock()
-	for _, v := range ports {
-		b := bindingVisible(c, v.Value)
-		i := 0
-		if b {
-			i = 1
+	for k, v := range ports {
+		if bindingVisible(c, v.Value) {
+			slot[k] = 1
 		}
-		e := rc.m[v.Value.ID]
-		if e != nil && e[i].rev == v.Rev {
-			out = append(out, e[i].m)
-			continue
+		if e := rc.m[v.Value.ID]; e != nil && e[slot[k]].rev == v.Rev {
+			out[k] = e[slot[k]].m
+		} else {
+			todo = append(todo, k)
 		}
-		todo = append(todo, len(out))
-		out = append(out, nil)
 	}
 	rc.mu.Unlock()
-	fresh := make([]rendered, len(todo))
-	for j, k := range todo {
-		v := ports[k]
-		fresh[j] = rendered{rev: v.Rev, m: renderPort(v.Value, bindingVisible(c, v.Value))}
-		out[k] = fresh[j].m
+	for _, k := range todo { // outside the lock: the slow part
+		out[k] = renderPort(ports[k].Value, slot[k] == 1)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	for j, k := range todo {
+	for _, k := range todo {
 		v := ports[k]
 		e := rc.m[v.Value.ID]
 		if e == nil {
 			e = &[2]rendered{}
 			rc.m[v.Value.ID] = e
 		}
-		i := 0
-		if bindingVisible(c, v.Value) {
-			i = 1
-		}
-		if fresh[j].rev > e[i].rev {
-			e[i] = fresh[j]
+		if v.Rev > e[slot[k]].rev { // a concurrent list may have stored a newer one
+			e[slot[k]] = rendered{rev: v.Rev, m: out[k]}
 		}
 	}
 	if len(rc.m) > len(ports)+sweepSlack && time.Since(rc.swept) > sweepEvery {
